@@ -1,0 +1,30 @@
+# signx: the two commands are `make repro` and `make test`.
+# Both (re)build .venv from requirements.txt when it is missing or older than requirements.txt.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.requirements.stamp
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: repro test bench lint venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing requirements.txt into $(VENV) (log: $(VENV)/pip.log)"
+	@$(VENV)/bin/pip install --disable-pip-version-check -r requirements.txt > $(VENV)/pip.log 2>&1 \
+		|| { tail -n 40 $(VENV)/pip.log; exit 1; }
+	$(VENV)/bin/python -c "import torch, mediapipe, zarr, dvc, cv2"  # fails the target if the install did not complete
+	cp requirements.txt $(STAMP)
+
+repro: $(STAMP)
+	dvc repro
+
+test: $(STAMP)
+	python -m pytest -q tests
+
+bench: $(STAMP)
+	python bench/run_all.py
+
+lint: $(STAMP)
+	ruff check .

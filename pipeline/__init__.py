@@ -1,0 +1,1 @@
+"""signx: a reproducible DVC pipeline for the SignX sign-recognition paper."""

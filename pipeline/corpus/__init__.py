@@ -1,0 +1,1 @@
+"""Sign corpora: the synthetic signer (default) and the manifest every later stage reads."""
