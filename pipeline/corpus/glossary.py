@@ -49,7 +49,7 @@ WORDS: tuple[str, ...] = (
     "WINTER", "HOLIDAY", "VACATION", "CHRISTMAS", "THANKSGIVING", "FINE", "BORED", "EXCITED", "SCARED",
     "SURPRISE", "PROUD", "JEALOUS", "WORRY", "CAREFUL", "LAZY", "SMART", "STUPID", "FUNNY", "SERIOUS",
 )  # fmt: skip
-NAME_LETTERS: tuple[str, ...] = ("DONNA", "JOHN", "LISA", "PAT", "BOB", "ANN", "TOM", "SUE", "MIKE", "KIM", "JOE")
+NAME_LETTERS: tuple[str, ...] = ("DONNA", "LISA", "PAT", "BOB", "ANN", "TOM", "SUE", "MIKE", "KIM", "JOE")
 FINGERSPELLED: tuple[str, ...] = ("#OK", "#ALL", "#JOB", "#BACK", "#CAR", "#DO", "#EARLY", "#TOY", "#WHAT", "#BUSY")
 
 

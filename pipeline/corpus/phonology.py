@@ -201,6 +201,17 @@ def _alternatives(sign: Sign, field: str) -> list:
     return [o for o in options if o != current]
 
 
+def _fingerspelled_sign(gloss: str, taken: set[tuple]) -> Sign | None:
+    """The gloss spelled with letter handshapes, high in neutral space (or lower, if an earlier name has the same
+    letter shapes); None if both forms are taken."""
+    letters = _letters(gloss) or ("A",)
+    for location in ("neutral_high", "neutral"):
+        sign = Sign(gloss, letters[0], None, location, FINGERSPELL, 1, "palm_out_up", "one", "none", letters)
+        if sign.params() not in taken:
+            return sign
+    return None
+
+
 @dataclass(frozen=True)
 class Lexicon:
     signs: tuple[Sign, ...]
@@ -237,11 +248,8 @@ def make_lexicon(n_glosses: int, minimal_pair_fraction: float, rng: np.random.Ge
     unpaired: list[Sign] = []
     pairs: list[tuple[str, str, str]] = []
     for gloss in names:
-        if is_fingerspelled(gloss):
-            letters = _letters(gloss) or ("A",)
-            sign = Sign(gloss, letters[0], None, "neutral_high", FINGERSPELL, 1, "palm_out_up", "one", "none", letters)
-        else:
-            sign = None
+        sign = _fingerspelled_sign(gloss, seen) if is_fingerspelled(gloss) else None
+        if sign is None:
             if len(pairs) < n_pairs_target and unpaired:
                 base = unpaired.pop(int(rng.integers(len(unpaired))))
                 for _ in range(50):
@@ -249,14 +257,15 @@ def make_lexicon(n_glosses: int, minimal_pair_fraction: float, rng: np.random.Ge
                     options = _alternatives(base, field)
                     if not options:
                         continue
-                    cand = Sign(**{**base.to_dict(), "letters": (), "gloss": gloss, field: options[rng.integers(len(options))]})  # noqa: E501
+                    value = options[rng.integers(len(options))]
+                    cand = Sign(**{**base.to_dict(), "letters": (), "gloss": gloss, field: value})
                     if cand.params() not in seen:
                         sign = cand
                         pairs.append((base.gloss, gloss, field))
                         break
             while sign is None or sign.params() in seen:
                 sign = _random_sign(gloss, rng)
-            if not any(gloss in p[:2] for p in pairs):
+            if not pairs or pairs[-1][1] != gloss:
                 unpaired.append(sign)
         seen.add(sign.params())
         signs.append(sign)

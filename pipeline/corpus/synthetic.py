@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from pipeline.corpus.manifest import MANIFEST_SCHEMA, SPLITS
 from pipeline.corpus.motion import Difficulty, Signer, utterance_motion
 from pipeline.corpus.phonology import Lexicon, make_lexicon
 from pipeline.corpus.render import make_background, make_camera, render_frames, write_video
@@ -38,7 +39,6 @@ from pipeline.vocab import Vocab
 
 SOURCES = ("synthetic",)
 TASKS = ("continuous", "isolated", "mixed")
-SPLITS = ("train", "val", "test", "test_unseen")
 
 # Ground-truth skeleton store: per-frame vector layout (slices into `values`).
 SKELETON_LAYOUT: dict[str, tuple[int, int]] = {
@@ -50,11 +50,6 @@ SKELETON_LAYOUT: dict[str, tuple[int, int]] = {
 }
 SKELETON_DIMS = 593
 
-MANIFEST_SCHEMA = pa.schema([
-    ("utt_id", pa.string()), ("video", pa.string()), ("glosses", pa.string()), ("split", pa.string()),
-    ("signer", pa.string()), ("fps", pa.float64()), ("n_frames", pa.int64()), ("task", pa.string()),
-    ("width", pa.int64()), ("height", pa.int64()),
-])  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,21 @@
+"""Reading params.yaml: stage modules call this; library code takes typed configs instead."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+def load_params(path: str | os.PathLike = DEFAULT_PARAMS) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no params file at {path} (run from the repository root)")
+    with path.open(encoding="utf-8") as f:
+        params = yaml.safe_load(f) or {}
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return params

@@ -1,0 +1,41 @@
+"""Shared fixtures: a small synthetic corpus, generated once per test session."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pipeline.corpus.synthetic import CorpusConfig, generate_corpus
+
+
+def small_config(**overrides) -> CorpusConfig:
+    """A corpus small enough for tests (seconds), with the default difficulty."""
+    base = dict(
+        n_glosses=16,
+        n_signers=4,
+        n_unseen_signers=1,
+        n_utterances=36,
+        n_unseen_utterances=6,
+        min_train_occurrences=2,
+        tokens_per_utterance=(2, 4),
+        width=64,
+        height=64,
+        fps=12.0,
+        seed=7,
+    )
+    base.update(overrides)
+    return CorpusConfig(**base)
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory):
+    """(config, corpus directory, summary) of a generated small corpus."""
+    cfg = small_config()
+    out = tmp_path_factory.mktemp("corpus") / "corpus"
+    summary = generate_corpus(cfg, out, workers=2)
+    return cfg, out, summary
+
+
+def replace(cfg: CorpusConfig, **kw) -> CorpusConfig:
+    return dataclasses.replace(cfg, **kw)
