@@ -323,3 +323,16 @@ def test_a_failure_midway_leaves_the_previous_corpus_intact(small_corpus, tmp_pa
     generate_corpus(cfg, out, workers=1)  # and a rerun finishes
     assert len(read_manifest(out)) == cfg.n_utterances + cfg.n_unseen_utterances
     assert not out.with_name("corpus.partial").exists()
+
+
+def test_paper_scale_vocabularies_plan_without_rendering():
+    """The 2000-gloss preset's lexicon and plans (no video) satisfy the same contracts."""
+    cfg = CorpusConfig(n_glosses=2000, n_utterances=3000, n_unseen_utterances=100, min_train_occurrences=2)
+    rng = np.random.default_rng(0)
+    signers = synthetic.make_signers(cfg, rng)
+    lexicon = make_lexicon(cfg.n_glosses, cfg.difficulty.minimal_pair_fraction, rng)
+    plans = synthetic.plan_utterances(cfg, signers, rng)
+    assert len({s.params() for s in lexicon.signs}) == 2000
+    train = np.bincount([t for p in plans if p.split == "train" for t in p.tokens], minlength=2000)
+    assert train.min() >= 2
+    assert sum(1 for p in plans if p.split == "test_unseen") == 100

@@ -69,6 +69,6 @@ def make_preview(corpus_dir: str | os.PathLike, out_png: str | os.PathLike, colu
     fig.suptitle("synthetic signer corpus: a frame from the middle of each sign", fontsize=10)
     fig.tight_layout()
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=80)
+    fig.savefig(out_png, dpi=64)
     plt.close(fig)
     return [row["utt_id"] for row in rows]

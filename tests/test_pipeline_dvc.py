@@ -1,0 +1,97 @@
+"""The DVC pipeline from a fresh repository: repro, no-op second repro, param changes, bad params."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_CORPUS = dict(
+    n_glosses=10, n_signers=3, n_unseen_signers=1, n_utterances=20, n_unseen_utterances=3,
+    min_train_occurrences=2, tokens_per_utterance=[2, 3], width=48, height=48, fps=10,
+)  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # `python` in dvc.yaml is this one
+    env["SIGNX_WORKERS"] = "1"
+    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "signx tests"
+    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "tests@signx.invalid"
+    return env
+
+
+def _run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return _run([sys.executable, "-m", "dvc", *args], cwd, check)
+
+
+def _set_params(repo: Path, **corpus) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["corpus"].update(corpus)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """A fresh git + DVC repository holding the project's pipeline with a tiny corpus."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("pipeline", "extractors"):
+        if (ROOT / name).exists():
+            shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
+        shutil.copy(ROOT / name, repo / name)
+    _set_params(repo, **TINY_CORPUS)
+    _run(["git", "init", "-q"], repo)
+    _run(["git", "config", "user.name", "signx tests"], repo)
+    _run(["git", "config", "user.email", "tests@signx.invalid"], repo)
+    _dvc("init", "-q", cwd=repo)
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "commit", "-qm", "init"], repo)
+    return repo
+
+
+@pytest.mark.slow
+def test_repro_then_nothing_to_do_then_param_change_reruns_prepare(repo):
+    out = _dvc("repro", cwd=repo).stdout
+    assert "Running stage 'prepare'" in out
+    assert (repo / "data/corpus/manifest.parquet").exists()
+    assert (repo / "metrics/corpus.json").exists() and (repo / "metrics/corpus_preview.png").exists()
+    manifest_before = (repo / "data/corpus/manifest.parquet").read_bytes()
+
+    again = _dvc("repro", cwd=repo).stdout
+    assert "Running stage" not in again and "up to date" in again
+
+    _set_params(repo, n_glosses=8)
+    status = _dvc("status", cwd=repo).stdout
+    assert "prepare" in status and "corpus" in status
+    rerun = _dvc("repro", cwd=repo).stdout
+    assert "Running stage 'prepare'" in rerun
+    assert (repo / "data/corpus/manifest.parquet").read_bytes() != manifest_before
+
+    _set_params(repo, n_glosses=10)  # back to the first params: DVC restores the cached corpus, no rerun
+    back = _dvc("repro", cwd=repo).stdout
+    assert "Running stage" not in back
+    assert (repo / "data/corpus/manifest.parquet").read_bytes() == manifest_before
+
+
+@pytest.mark.slow
+def test_prepare_with_bad_params_fails_clearly(repo):
+    _set_params(repo, n_glosses=0)
+    proc = _run([sys.executable, "-m", "pipeline.prepare"], repo, check=False)
+    assert proc.returncode != 0
+    assert "n_glosses must be at least 1" in proc.stderr
+    assert not (repo / "data/corpus").exists()
