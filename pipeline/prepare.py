@@ -1,6 +1,6 @@
 """`prepare` stage: build `data/corpus/` (manifest, vocabulary, videos, ground-truth skeleton) and its preview.
 
-    python -m pipeline.prepare [--params params.yaml] [--out data/corpus]
+python -m pipeline.prepare [--params params.yaml] [--out data/corpus]
 """
 
 from __future__ import annotations

@@ -115,7 +115,9 @@ class FrameStoreWriter:
         self._flush(final=True)
         offsets = np.concatenate([[0], np.cumsum(self.lengths, dtype=np.int64)]).astype(np.int64)
         self.group.create_array("offsets", data=offsets, chunks=(max(1, len(offsets)),), compressors=_compressor())
-        ids = self.group.create_array("utt_id", shape=(len(self.utt_ids),), dtype=str, chunks=(max(1, len(self.utt_ids)),))  # noqa: E501
+        ids = self.group.create_array(
+            "utt_id", shape=(len(self.utt_ids),), dtype=str, chunks=(max(1, len(self.utt_ids)),)
+        )  # noqa: E501
         if self.utt_ids:
             ids[:] = np.array(self.utt_ids, dtype=object)
         self.group.attrs.update({**(attrs or {}), "n_utterances": len(self.utt_ids), "n_frames": int(offsets[-1])})

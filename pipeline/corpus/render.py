@@ -20,7 +20,13 @@ _SHIFT = 4  # OpenCV sub-pixel drawing: coordinates carry 4 fractional bits
 _ONE = 1 << _SHIFT
 _SKIN_PARTS = {PART["Face_Neck"], PART["Left_Hand"], PART["Right_Hand"]}
 _FOREARMS = {PART["Left_Lower_Arm"], PART["Right_Lower_Arm"]}
-_TROUSERS = {PART["Lower_Clothing"], PART["Left_Upper_Leg"], PART["Right_Upper_Leg"], PART["Left_Lower_Leg"], PART["Right_Lower_Leg"]}  # noqa: E501
+_TROUSERS = {
+    PART["Lower_Clothing"],
+    PART["Left_Upper_Leg"],
+    PART["Right_Upper_Leg"],
+    PART["Left_Lower_Leg"],
+    PART["Right_Lower_Leg"],
+}  # noqa: E501
 _VISIBLE_HEIGHT_M = 0.95  # hips to above the head: the usual sign-language framing, at zoom 1
 _CAMERA_DISTANCE_M = 2.4
 
@@ -54,7 +60,9 @@ def make_background(signer: Signer, width: int, height: int, clutter: int, rng: 
             cv2.rectangle(img, (x, y), (x + w, y + max(2, h // 8)), colour, -1)
             for _ in range(int(rng.integers(1, 4))):
                 bx = x + int(rng.integers(0, max(1, w)))
-                cv2.rectangle(img, (bx, y - h // 3), (bx + w // 6 + 1, y), tuple(int(c) for c in rng.integers(0, 255, 3)), -1)  # noqa: E501
+                cv2.rectangle(
+                    img, (bx, y - h // 3), (bx + w // 6 + 1, y), tuple(int(c) for c in rng.integers(0, 255, 3)), -1
+                )  # noqa: E501
         elif kind == 2:  # lamp / clock
             cv2.circle(img, (x, y), max(2, w // 3), colour, -1)
         else:  # door frame / post
@@ -115,9 +123,42 @@ def _head(
     c = tuple(int(v) for v in (centre - 0.08 * ax[1] * up) * _ONE)
     for ear in ("left_ear", "right_ear"):
         e = tuple(int(v) for v in uv[P[ear]] * _ONE)
-        cv2.ellipse(img, e, (max(1, int(ax[0] * 0.18 * _ONE)), max(1, int(ax[1] * 0.3 * _ONE))), angle, 0, 360, _shade(skin, 0.85), -1, cv2.LINE_AA, _SHIFT)  # noqa: E501
-    cv2.ellipse(img, crown, (int(ax[0] * 1.04 * _ONE), int(ax[1] * 0.95 * _ONE)), angle, 0, 360, _shade(hair, 1.0), -1, cv2.LINE_AA, _SHIFT)  # noqa: E501
-    cv2.ellipse(img, c, (int(ax[0] * 0.92 * _ONE), int(ax[1] * 0.84 * _ONE)), angle, 0, 360, _shade(skin, 0.95), -1, cv2.LINE_AA, _SHIFT)  # noqa: E501
+        cv2.ellipse(
+            img,
+            e,
+            (max(1, int(ax[0] * 0.18 * _ONE)), max(1, int(ax[1] * 0.3 * _ONE))),
+            angle,
+            0,
+            360,
+            _shade(skin, 0.85),
+            -1,
+            cv2.LINE_AA,
+            _SHIFT,
+        )  # noqa: E501
+    cv2.ellipse(
+        img,
+        crown,
+        (int(ax[0] * 1.04 * _ONE), int(ax[1] * 0.95 * _ONE)),
+        angle,
+        0,
+        360,
+        _shade(hair, 1.0),
+        -1,
+        cv2.LINE_AA,
+        _SHIFT,
+    )  # noqa: E501
+    cv2.ellipse(
+        img,
+        c,
+        (int(ax[0] * 0.92 * _ONE), int(ax[1] * 0.84 * _ONE)),
+        angle,
+        0,
+        360,
+        _shade(skin, 0.95),
+        -1,
+        cv2.LINE_AA,
+        _SHIFT,
+    )  # noqa: E501
     lw = max(1, int(round(px_per_m * 0.004)))
     face = uv[P["face_0"] : P["face_0"] + 68]
     dark = _shade(hair, 0.8)
@@ -125,7 +166,15 @@ def _head(
     _poly(img, face[22:27], dark, False, lw)
     for eye in (face[36:42], face[42:48]):
         _poly(img, eye, (235, 235, 235), True)
-        cv2.circle(img, tuple(int(v) for v in eye.mean(0) * _ONE), max(1, int(px_per_m * 0.005 * _ONE)), (40, 30, 30), -1, cv2.LINE_AA, _SHIFT)  # noqa: E501
+        cv2.circle(
+            img,
+            tuple(int(v) for v in eye.mean(0) * _ONE),
+            max(1, int(px_per_m * 0.005 * _ONE)),
+            (40, 30, 30),
+            -1,
+            cv2.LINE_AA,
+            _SHIFT,
+        )  # noqa: E501
     _poly(img, face[27:31], _shade(skin, 0.7), False, lw)
     _poly(img, face[31:36], _shade(skin, 0.7), False, lw)
     _poly(img, face[48:60], _shade(np.array([90, 90, 185], np.float32) * light, skin.mean() / 160), True)
@@ -162,7 +211,11 @@ def render_frames(
     torso = np.array([cap.part in (PART["Upper_Clothing"], PART["Lower_Clothing"]) for cap in BODY_CAPSULES])
     cap_a = np.array([cap.a for cap in BODY_CAPSULES])
     cap_b = np.array([cap.b for cap in BODY_CAPSULES])
-    radius_m = np.array([0.5 * (cap.radius_a + cap.radius_b) for cap in BODY_CAPSULES]) * signer.shape.height * signer.shape.girth  # noqa: E501
+    radius_m = (
+        np.array([0.5 * (cap.radius_a + cap.radius_b) for cap in BODY_CAPSULES])
+        * signer.shape.height
+        * signer.shape.girth
+    )  # noqa: E501
     shades = [(_shade(c, 0.72), _shade(c, 1.0), _shade(c, 1.18)) for c in colours]
     cap_depth = 0.5 * (depth[:, cap_a] + depth[:, cap_b]) + 0.12 * torso  # torso sits behind what overlaps it
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)

@@ -51,7 +51,6 @@ SKELETON_LAYOUT: dict[str, tuple[int, int]] = {
 SKELETON_DIMS = 593
 
 
-
 @dataclass(frozen=True)
 class CorpusConfig:
     """The `corpus` section of params.yaml (see docs/CORPUS.md for what each knob does)."""
@@ -129,7 +128,16 @@ class CorpusConfig:
 # --- signers -----------------------------------------------------------------------------------------------
 SKIN_TONES = ((160, 190, 235), (130, 170, 222), (105, 145, 200), (80, 115, 170), (60, 85, 130), (45, 62, 95))
 HAIR_COLOURS = ((20, 20, 25), (30, 45, 70), (60, 95, 140), (150, 185, 215), (125, 125, 125))
-SHIRT_COLOURS = ((30, 30, 30), (90, 40, 20), (65, 65, 65), (40, 40, 110), (40, 80, 40), (185, 185, 185), (130, 90, 60), (30, 95, 150))  # noqa: E501
+SHIRT_COLOURS = (
+    (30, 30, 30),
+    (90, 40, 20),
+    (65, 65, 65),
+    (40, 40, 110),
+    (40, 80, 40),
+    (185, 185, 185),
+    (130, 90, 60),
+    (30, 95, 150),
+)  # noqa: E501
 WALL_COLOURS = ((200, 200, 200), (170, 190, 200), (150, 165, 140), (190, 172, 152), (115, 112, 120), (212, 222, 228))
 
 
@@ -141,10 +149,18 @@ def make_signers(cfg: CorpusConfig, rng: np.random.Generator) -> list[Signer]:
     sv, fv, lv = d.signer_variation, d.framing_variation, d.lighting_variation
     signers = []
     for i in range(cfg.n_signers):
+
         def u(spread: float, var: float = sv) -> float:
             return float(1.0 + rng.uniform(-spread, spread) * var)
 
-        shape = BodyShape(height=u(0.08), shoulder_width=u(0.1), arm_length=u(0.06), hand_size=u(0.1), head_size=u(0.07), girth=u(0.18))  # noqa: E501
+        shape = BodyShape(
+            height=u(0.08),
+            shoulder_width=u(0.1),
+            arm_length=u(0.06),
+            hand_size=u(0.1),
+            head_size=u(0.07),
+            girth=u(0.18),
+        )  # noqa: E501
         signers.append(
             Signer(
                 signer_id=f"s{i + 1:02d}",
