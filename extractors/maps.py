@@ -37,3 +37,49 @@ def parts_to_vector(labels: np.ndarray) -> np.ndarray:
     if labels.size and (labels.min() < 0 or labels.max() >= N_PART_CLASSES):
         raise ValueError(f"part labels must be class ids in [0, {N_PART_CLASSES})")
     return labels.reshape(len(labels), -1).astype(np.float32)
+
+
+def simulate_depth(gt, rng: np.random.Generator, noise: float = 1.0):  # noqa: ANN001 - GroundTruth
+    """PrimeDepth as a sensor on the synthetic corpus: relative (per-frame normalised) depth of the signer crop.
+
+    Noise and failure model: like monocular depth, only relative depth survives: the nearest body point is 1, the
+    farthest 0.2, the background 0; edges are blurred (3 x 3 box) and every cell gets sd 0.02 noise.
+    """
+    import cv2
+
+    from extractors.base import TrackFrames
+
+    depth, _ = gt.raster()
+    body = np.isfinite(depth)
+    d = np.where(body, depth, np.nan)
+    near = np.nanmin(d.reshape(len(d), -1), axis=1)[:, None, None]
+    far = np.nanmax(d.reshape(len(d), -1), axis=1)[:, None, None]
+    rel = np.where(body, 0.2 + 0.8 * (far - np.nan_to_num(d)) / np.maximum(far - near, 1e-6), 0.0)
+    if noise > 0:
+        rel = np.stack([cv2.blur(m.astype(np.float32), (3, 3)) for m in rel])
+    rel = np.clip(rel + rng.normal(0, 1, rel.shape) * (0.02 * noise), 0, 1)
+    return TrackFrames(depth_to_vector(rel), np.ones(len(rel), dtype=bool))
+
+
+def simulate_parts(gt, rng: np.random.Generator, noise: float = 1.0):  # noqa: ANN001 - GroundTruth
+    """Sapiens segmentation as a sensor on the synthetic corpus: body-part labels of the signer crop.
+
+    Noise and failure model: boundary cells take a neighbour's label with probability 0.25 (coarse masks), and in
+    2 % of frames the left and right hands / forearms are swapped (left-right confusion).
+    """
+    from extractors.base import TrackFrames
+    from pipeline.corpus.skeleton import PART
+
+    _, labels = gt.raster()
+    lab = labels.astype(np.int64)
+    padded = np.pad(lab, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    shifts = [padded[:, 1:-1, :-2], padded[:, 1:-1, 2:], padded[:, :-2, 1:-1], padded[:, 2:, 1:-1]]
+    pick = rng.integers(0, 4, lab.shape)
+    neighbour = np.choose(pick, shifts)
+    lab = np.where((neighbour != lab) & (rng.random(lab.shape) < min(1.0, 0.25 * noise)), neighbour, lab)
+    swap = rng.random(len(lab)) < 0.02 * noise
+    for a, b in (("Left_Hand", "Right_Hand"), ("Left_Lower_Arm", "Right_Lower_Arm")):
+        ia, ib = PART[a], PART[b]
+        sl = lab[swap]
+        lab[swap] = np.where(sl == ia, ib, np.where(sl == ib, ia, sl))
+    return TrackFrames(parts_to_vector(lab), np.ones(len(lab), dtype=bool))

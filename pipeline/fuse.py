@@ -1,0 +1,119 @@
+"""`fuse` stage: concatenate the five track stores into `data/features.zarr` (1959 dims, Section 3.1).
+
+    python -m pipeline.fuse [--params params.yaml] [--corpus data/corpus] [--tracks data/tracks]
+
+`values` (ΣT, 1959) float32 holds the raw track values in `TRACK_ORDER`; `mask` (ΣT, 5) says which tracks are
+real in each frame. A track disabled in params (`<track>.enabled: false`) is all zeros and all masked, so a model
+can run on any subset. Per-dim normalisation statistics (mean, std over masked-in frames) come from the train
+split only and are stored in the attributes (`norm_mean`, `norm_std`); models normalise when they read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+import extractors
+from pipeline.corpus.manifest import read_manifest
+from pipeline.params import load_params
+from pipeline.store import FrameStore, FrameStoreWriter
+
+MIN_STD = 1e-3  # dims that barely vary in train (e.g. always-zero cells) are not blown up by normalisation
+
+
+def fuse(
+    corpus_dir: str | os.PathLike,
+    tracks_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    enabled: dict[str, bool] | None = None,
+) -> dict:
+    """Build the fused store; returns a summary (frames, per-track detected fraction, seconds)."""
+    t0 = time.perf_counter()
+    manifest = read_manifest(corpus_dir)
+    ids = manifest["utt_id"].tolist()
+    enabled = {t: True for t in extractors.TRACK_ORDER} | (enabled or {})
+    stores = {}
+    for t in extractors.TRACK_ORDER:
+        if not enabled[t]:
+            continue
+        store = FrameStore(Path(tracks_dir) / f"{t}.zarr")
+        store.check_ids(ids)
+        if store.attrs.get("dims") != extractors.LAYOUTS[t].dims:
+            raise ValueError(
+                f"{store.path}: {store.attrs.get('dims')} dims, the {t} track has {extractors.LAYOUTS[t].dims}"
+            )  # noqa: E501
+        if not np.array_equal(store.lengths, manifest["n_frames"].to_numpy()):
+            bad = ids[int(np.flatnonzero(store.lengths != manifest["n_frames"].to_numpy())[0])]
+            raise ValueError(f"{store.path}: frame counts differ from the manifest (first at {bad!r})")
+        stores[t] = store
+    slices = extractors.fused_slices()
+    n = int(manifest["n_frames"].sum())
+    values = np.zeros((n, extractors.FUSED_DIMS), np.float32)
+    mask = np.zeros((n, len(extractors.TRACK_ORDER)), bool)
+    for k, t in enumerate(extractors.TRACK_ORDER):
+        if t in stores:
+            a, b = slices[t]
+            values[:, a:b] = stores[t].read_all("values")
+            mask[:, k] = stores[t].read_all("mask")
+    offsets = np.concatenate([[0], np.cumsum(manifest["n_frames"].to_numpy())])
+    train = np.zeros(n, bool)
+    for i in np.flatnonzero(manifest["split"].to_numpy() == "train"):
+        train[offsets[i] : offsets[i + 1]] = True
+    mean = np.zeros(extractors.FUSED_DIMS)
+    std = np.ones(extractors.FUSED_DIMS)
+    for k, t in enumerate(extractors.TRACK_ORDER):
+        a, b = slices[t]
+        rows = train & mask[:, k]
+        if rows.any():
+            x = values[rows, a:b].astype(np.float64)
+            mean[a:b] = x.mean(0)
+            std[a:b] = np.maximum(x.std(0), MIN_STD)
+
+    with FrameStoreWriter(out, {"values": ((extractors.FUSED_DIMS,), "float32"), "mask": ((5,), "bool")}) as w:
+        for i, u in enumerate(ids):
+            s, e = offsets[i], offsets[i + 1]
+            w.add(u, values=values[s:e], mask=mask[s:e])
+        w.close(
+            {
+                "tracks": list(extractors.TRACK_ORDER),
+                "dims": extractors.FUSED_DIMS,
+                "slices": {t: list(v) for t, v in slices.items()},
+                "enabled": enabled,
+                "norm_mean": mean.astype(np.float32).tolist(),
+                "norm_std": std.astype(np.float32).tolist(),
+                "norm_split": "train",
+                "fps": float(manifest["fps"].iloc[0]),
+                "backends": {t: s.attrs.get("backend") for t, s in stores.items()},
+            }
+        )
+    return {
+        "frames": n,
+        "utterances": len(ids),
+        "detected_fraction": {t: round(float(mask[:, k].mean()), 4) for k, t in enumerate(extractors.TRACK_ORDER)},
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--corpus", default="data/corpus")
+    ap.add_argument("--tracks", default="data/tracks")
+    ap.add_argument("--out", default="data/features.zarr")
+    ap.add_argument("--metrics", default="metrics/fuse.json")
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    enabled = {t: bool((params.get(t) or {}).get("enabled", True)) for t in extractors.TRACK_ORDER}
+    summary = fuse(args.corpus, args.tracks, args.out, enabled)
+    Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.metrics).write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"fuse: {summary['utterances']} utterances, {summary['frames']} frames, {summary['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
