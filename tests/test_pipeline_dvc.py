@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+TRACKS = ("smplerx", "dwpose", "mediapipe", "primedepth", "sapiens")
 TINY_CORPUS = dict(
     n_glosses=10, n_signers=3, n_unseen_signers=1, n_utterances=20, n_unseen_utterances=3,
     min_train_occurrences=2, tokens_per_utterance=[2, 3], width=48, height=48, fps=10,
@@ -38,10 +39,14 @@ def _dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProce
     return _run([sys.executable, "-m", "dvc", *args], cwd, check)
 
 
-def _set_params(repo: Path, **corpus) -> None:
+def _set_params(repo: Path, section: str = "corpus", **values) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["corpus"].update(corpus)
+    params[section].update(values)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _stages_run(out: str) -> set[str]:
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
 
 
 @pytest.fixture
@@ -54,7 +59,7 @@ def repo(tmp_path) -> Path:
             shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", "params.yaml", ".gitignore"):
         shutil.copy(ROOT / name, repo / name)
-    _set_params(repo, **TINY_CORPUS)
+    _set_params(repo, "corpus", **TINY_CORPUS)
     _run(["git", "init", "-q"], repo)
     _run(["git", "config", "user.name", "signx tests"], repo)
     _run(["git", "config", "user.email", "tests@signx.invalid"], repo)
@@ -67,7 +72,8 @@ def repo(tmp_path) -> Path:
 @pytest.mark.slow
 def test_repro_then_nothing_to_do_then_param_change_reruns_prepare(repo):
     out = _dvc("repro", cwd=repo).stdout
-    assert "Running stage 'prepare'" in out
+    assert _stages_run(out) == {"prepare", "fuse"} | {f"extract@{t}" for t in TRACKS}
+    assert (repo / "data/features.zarr").exists()
     assert (repo / "data/corpus/manifest.parquet").exists()
     assert (repo / "metrics/corpus.json").exists() and (repo / "metrics/corpus_preview.png").exists()
     manifest_before = (repo / "data/corpus/manifest.parquet").read_bytes()
@@ -79,13 +85,22 @@ def test_repro_then_nothing_to_do_then_param_change_reruns_prepare(repo):
     status = _dvc("status", cwd=repo).stdout
     assert "prepare" in status and "corpus" in status
     rerun = _dvc("repro", cwd=repo).stdout
-    assert "Running stage 'prepare'" in rerun
+    assert "prepare" in _stages_run(rerun)
     assert (repo / "data/corpus/manifest.parquet").read_bytes() != manifest_before
 
     _set_params(repo, n_glosses=10)  # back to the first params: DVC restores the cached corpus, no rerun
     back = _dvc("repro", cwd=repo).stdout
     assert "Running stage" not in back
     assert (repo / "data/corpus/manifest.parquet").read_bytes() == manifest_before
+
+
+@pytest.mark.slow
+def test_changing_one_extractor_reruns_only_it_and_fuse(repo):
+    _dvc("repro", cwd=repo)
+    _set_params(repo, "dwpose", noise=0.5)
+    assert _stages_run(_dvc("repro", cwd=repo).stdout) == {"extract@dwpose", "fuse"}
+    _set_params(repo, "sapiens", enabled=False)  # disabling a track changes nothing upstream: only fuse reruns
+    assert _stages_run(_dvc("repro", cwd=repo).stdout) == {"fuse"}
 
 
 @pytest.mark.slow
