@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import time
@@ -30,7 +31,7 @@ from pipeline.corpus.manifest import read_manifest
 from pipeline.params import load_params
 from pipeline.store import FrameStore, FrameStoreWriter
 
-BATCH = 32  # utterances per resumable unit of work
+BATCH = 32  # at most this many utterances per resumable unit of work
 REAL_BACKENDS = {
     "smplerx": "import",
     "dwpose": "onnx",
@@ -175,7 +176,8 @@ def extract_track(
     meta.write_text(json.dumps({"fingerprint": fingerprint}))
 
     rows = manifest.to_dict("records")
-    batches = [(s, rows[s : s + BATCH]) for s in range(0, len(rows), BATCH)]
+    size = max(1, min(BATCH, -(-len(rows) // 64)))  # >= 64 batches to share out; depends on the corpus only
+    batches = [(s, rows[s : s + size]) for s in range(0, len(rows), size)]
     todo = [b for b in batches if not (parts / f"batch_{b[0]:07d}.npz").exists()]
     noise = float((params or {}).get("noise", 1.0))
     if noise < 0:
@@ -183,7 +185,7 @@ def extract_track(
     job = Job(track, backend, str(corpus_dir), int(seed), noise)
     workers = workers or int(os.environ.get("SIGNX_WORKERS", 0)) or os.cpu_count() or 1
     resumed = len(batches) - len(todo)
-    bar = tqdm(total=len(rows), initial=resumed * BATCH if todo else len(rows), desc=f"extract {track} ({backend})",
+    bar = tqdm(total=len(rows), initial=len(rows) - sum(len(b[1]) for b in todo), desc=f"extract {track} ({backend})",
                unit="utt", mininterval=1.0)  # fmt: skip
     if todo:
         if workers == 1:
@@ -191,7 +193,13 @@ def extract_track(
             results = map(_run_batch, todo)
             pool = None
         else:
-            pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=_init, initargs=(job,))
+            # spawn, not fork: forking a process that already runs threads (zarr, pyarrow) can crash MediaPipe workers
+            pool = ProcessPoolExecutor(
+                max_workers=min(workers, len(todo)),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init,
+                initargs=(job,),
+            )
             results = pool.map(_run_batch, todo)
         try:
             for start, res in results:

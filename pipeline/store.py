@@ -16,20 +16,28 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-CHUNK_FRAMES = 2048
 SHARD_FRAMES = 32768
+CHUNK_BYTES = 1 << 20  # ~1 MiB of raw frames per chunk: small enough that reading one utterance stays cheap
 _INDEX_ARRAYS = ("offsets", "utt_id")
 
 
 def _compressor() -> BloscCodec:
-    return BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+    # lz4 + byte shuffle: measured 2-3x faster to read than zstd for ~12 % more bytes (bench/bench_extract.py)
+    return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+
+
+def chunk_frames_for(shape: tuple[int, ...], dtype: np.dtype, shard_frames: int = SHARD_FRAMES) -> int:
+    """Frames per chunk: a power of two holding about CHUNK_BYTES, between 64 and the shard size."""
+    row = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    frames = 1 << max(0, int(np.floor(np.log2(max(1, CHUNK_BYTES // max(row, 1))))))
+    return int(min(max(frames, 64), shard_frames))
 
 
 class FrameStoreWriter:
@@ -38,14 +46,15 @@ class FrameStoreWriter:
     Args:
         path: the store directory to create (replaced if it exists, on close).
         arrays: name -> (per-frame shape, dtype), e.g. `{"values": ((1959,), "float32"), "mask": ((5,), "bool")}`.
-        chunk_frames: frames per compressed chunk; shard_frames: frames per file.
+        chunk_frames: frames per compressed chunk (default: about 1 MiB each, `chunk_frames_for`);
+            shard_frames: frames per file (a multiple of every chunk size).
     """
 
     def __init__(
         self,
         path: str | os.PathLike,
         arrays: dict[str, tuple[tuple[int, ...], str]],
-        chunk_frames: int = CHUNK_FRAMES,
+        chunk_frames: int | None = None,
         shard_frames: int = SHARD_FRAMES,
     ):
         if not arrays or any(name in _INDEX_ARRAYS for name in arrays):
@@ -61,7 +70,7 @@ class FrameStoreWriter:
             name: self.group.create_array(
                 name,
                 shape=(0, *shape),
-                chunks=(chunk_frames, *shape),
+                chunks=(chunk_frames or chunk_frames_for(shape, dtype, shard_frames), *shape),
                 shards=(shard_frames, *shape),
                 dtype=dtype,
                 compressors=_compressor(),
@@ -186,7 +195,31 @@ class FrameStore:
         return [block[self.offsets[i] - lo : self.offsets[i + 1] - lo] for i in idx]
 
     def read_all(self, name: str = "values") -> np.ndarray:
-        return np.asarray(self.group[name][:])
+        """The whole array, read shard by shard (measured faster than one slice over a large store)."""
+        arr = self.group[name]
+        out = np.empty(arr.shape, dtype=arr.dtype)
+        for lo in range(0, arr.shape[0], SHARD_FRAMES):
+            out[lo : lo + SHARD_FRAMES] = arr[lo : lo + SHARD_FRAMES]
+        return out
+
+    def iter_utterances(
+        self, name: str = "values", block_frames: int = SHARD_FRAMES
+    ) -> Iterator[tuple[str, np.ndarray]]:
+        """(utt_id, frames) for every utterance in store order, reading about `block_frames` frames at a time.
+
+        A pass over the whole store costs about one bulk read, not one read per utterance.
+        """
+        arr = self.group[name]
+        i, n = 0, len(self.utt_ids)
+        while i < n:
+            j = i + 1
+            while j < n and self.offsets[j + 1] - self.offsets[i] <= block_frames:
+                j += 1
+            lo = self.offsets[i]
+            block = np.asarray(arr[lo : self.offsets[j]])
+            for k in range(i, j):
+                yield self.utt_ids[k], block[self.offsets[k] - lo : self.offsets[k + 1] - lo]
+            i = j
 
     def check_ids(self, expected: Sequence[str]) -> None:
         """Raise if the store's utterances are not exactly `expected`, in order."""

@@ -33,6 +33,9 @@ def test_round_trip_is_bit_exact(tmp_path):
     batch = store.read_many([utts[3][0], utts[1][0], 10])
     assert [b.tobytes() for b in batch] == [utts[3][1].tobytes(), utts[1][1].tobytes(), utts[10][1].tobytes()]
     assert store.read_all().tobytes() == np.concatenate([v for _, v, _ in utts]).tobytes()
+    walked = list(store.iter_utterances("values", block_frames=300))
+    assert [u for u, _ in walked] == store.utt_ids
+    assert all(a.tobytes() == v.tobytes() for (_, a), (_, v, _) in zip(walked, utts))
 
 
 def test_many_utterances_make_few_files(tmp_path):

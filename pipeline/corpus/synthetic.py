@@ -16,6 +16,7 @@ by (seed, utterance index), so the result does not depend on the number of worke
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import time
@@ -354,7 +355,12 @@ def generate_corpus(cfg: CorpusConfig, out_dir: str | os.PathLike, workers: int 
         results = map(build_utterance, plans)
         pool = None
     else:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(ctx,))
+        pool = ProcessPoolExecutor(  # spawn, not fork: the parent may already run threads (zarr, pyarrow)
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(ctx,),
+        )
         results = pool.map(build_utterance, plans, chunksize=4)
     try:
         for utt_id, values, token in results:
