@@ -142,8 +142,8 @@ def bench_fuse(corpus: Path, tracks: Path, repeats: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--videos", type=int, default=12)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--videos", type=int, default=24)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default="bench/results/extract.json")
     args = ap.parse_args()
     corpus, tracks, features = ROOT / "data/corpus", ROOT / "data/tracks", ROOT / "data/features.zarr"

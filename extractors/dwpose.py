@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from extractors.base import HAND21, TrackLayout, keypoint_names
+from extractors.base import HAND21, TrackFrames, TrackLayout, keypoint_names
+from extractors.simulation import GroundTruth, dropouts
+from pipeline.corpus.skeleton import P
 
 OPENPOSE18: tuple[str, ...] = (
     "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow", "left_wrist",
@@ -70,7 +72,7 @@ def hand_source(side: str) -> list[str]:
     return out
 
 
-def simulate(gt, rng: np.random.Generator, noise: float = 1.0):  # noqa: ANN001 - GroundTruth
+def simulate(gt: GroundTruth, rng: np.random.Generator, noise: float = 1.0) -> TrackFrames:
     """DWPose as a sensor on the synthetic corpus.
 
     Noise and failure model: pixel jitter (sd 0.6 % of the image height for the body, 0.4 % face, 0.8 % hands,
@@ -78,8 +80,6 @@ def simulate(gt, rng: np.random.Generator, noise: float = 1.0):  # noqa: ANN001 
     outside the image (0.05-0.2) and for the farther hand when the hands overlap (occlusion); a hand is lost for
     runs of frames with a probability that grows with its speed (all 21 points zero); rare whole-frame misses.
     """
-    from extractors.base import TrackFrames
-    from extractors.simulation import dropouts
 
     T, H = gt.n_frames, gt.height
     parts = {"body": (_BODY_SOURCE, 0.006), "face": (tuple(f"face_{i}" for i in range(68)), 0.004)}
@@ -91,8 +91,6 @@ def simulate(gt, rng: np.random.Generator, noise: float = 1.0):  # noqa: ANN001 
         out[name] = np.concatenate([uv, score[..., None]], -1)
     wrists = gt.pixel(["left_wrist", "right_wrist"])
     _, depth = gt.uv_depth
-    from pipeline.corpus.skeleton import P
-
     overlap = np.linalg.norm(wrists[:, 0] - wrists[:, 1], axis=1) < 0.08 * H
     for side, other in (("left", "right"), ("right", "left")):
         speed = gt.speed_px(f"{side}_wrist")

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import cv2
 import numpy as np
 
-from extractors.base import TrackLayout
-from pipeline.corpus.skeleton import GOLIATH_CLASSES
+from extractors.base import TrackFrames, TrackLayout
+from pipeline.corpus.skeleton import GOLIATH_CLASSES, PART
+
+if TYPE_CHECKING:  # simulation imports this module (MAP_SIZE)
+    from extractors.simulation import GroundTruth
 
 MAP_SIZE = 24
 
@@ -39,16 +45,12 @@ def parts_to_vector(labels: np.ndarray) -> np.ndarray:
     return labels.reshape(len(labels), -1).astype(np.float32)
 
 
-def simulate_depth(gt, rng: np.random.Generator, noise: float = 1.0):  # noqa: ANN001 - GroundTruth
+def simulate_depth(gt: GroundTruth, rng: np.random.Generator, noise: float = 1.0) -> TrackFrames:
     """PrimeDepth as a sensor on the synthetic corpus: relative (per-frame normalised) depth of the signer crop.
 
     Noise and failure model: like monocular depth, only relative depth survives: the nearest body point is 1, the
     farthest 0.2, the background 0; edges are blurred (3 x 3 box) and every cell gets sd 0.02 noise.
     """
-    import cv2
-
-    from extractors.base import TrackFrames
-
     depth, _ = gt.raster()
     body = np.isfinite(depth)
     d = np.where(body, depth, np.nan)
@@ -61,15 +63,12 @@ def simulate_depth(gt, rng: np.random.Generator, noise: float = 1.0):  # noqa: A
     return TrackFrames(depth_to_vector(rel), np.ones(len(rel), dtype=bool))
 
 
-def simulate_parts(gt, rng: np.random.Generator, noise: float = 1.0):  # noqa: ANN001 - GroundTruth
+def simulate_parts(gt: GroundTruth, rng: np.random.Generator, noise: float = 1.0) -> TrackFrames:
     """Sapiens segmentation as a sensor on the synthetic corpus: body-part labels of the signer crop.
 
     Noise and failure model: boundary cells take a neighbour's label with probability 0.25 (coarse masks), and in
     2 % of frames the left and right hands / forearms are swapped (left-right confusion).
     """
-    from extractors.base import TrackFrames
-    from pipeline.corpus.skeleton import PART
-
     _, labels = gt.raster()
     lab = labels.astype(np.int64)
     padded = np.pad(lab, ((0, 0), (1, 1), (1, 1)), mode="edge")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from extractors.base import HAND21, TrackLayout, keypoint_names
+from extractors.base import HAND21, TrackFrames, TrackLayout, keypoint_names
+from extractors.dwpose import hand_source
+from extractors.simulation import GroundTruth, dropouts
 
 POSE33: tuple[str, ...] = (
     "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye", "right_eye_outer",
@@ -57,7 +59,7 @@ _POSE_SOURCE = (
 )  # fmt: skip
 
 
-def simulate(gt, rng: np.random.Generator, noise: float = 1.0):  # noqa: ANN001 - GroundTruth
+def simulate(gt: GroundTruth, rng: np.random.Generator, noise: float = 1.0) -> TrackFrames:
     """MediaPipe Holistic as a sensor on the synthetic corpus.
 
     Noise and failure model: landmark jitter (sd 0.4 % of the image for the pose, 0.6 % plus 10 % of the hand's
@@ -66,10 +68,6 @@ def simulate(gt, rng: np.random.Generator, noise: float = 1.0):  # noqa: ANN001 
     runs of frames, more often on fast motion and when the hand is near the face (zeros for that hand);
     rare frames without a pose (all zeros, mask 0).
     """
-    from extractors.base import TrackFrames
-    from extractors.dwpose import hand_source
-    from extractors.simulation import dropouts
-
     T, W, H = gt.n_frames, gt.width, gt.height
     f = gt.camera[:, 0]
     norm = np.array([W, H], dtype=np.float64)

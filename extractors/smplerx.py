@@ -7,9 +7,11 @@ order, `pipeline.corpus.skeleton.JOINT_NAMES`), each as (x, y, z) of the axis-an
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
-from extractors.base import TrackLayout, keypoint_names
-from pipeline.corpus.skeleton import JOINT_NAMES
+from extractors.base import TrackFrames, TrackLayout, keypoint_names
+from extractors.simulation import GroundTruth, dropouts, smooth_noise
+from pipeline.corpus.skeleton import JOINT_NAMES, J
 
 LAYOUT = TrackLayout("smplerx", 165, tuple(keypoint_names("smplerx", JOINT_NAMES, "xyz")))
 SMPLX_PARAMS = ("global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose", "left_hand_pose", "right_hand_pose")
@@ -32,19 +34,13 @@ def to_vector(**params: np.ndarray) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def simulate(gt, rng: np.random.Generator, noise: float = 1.0):  # noqa: ANN001 - GroundTruth, imported lazily
+def simulate(gt: GroundTruth, rng: np.random.Generator, noise: float = 1.0) -> TrackFrames:
     """SMPLer-X as a sensor on the synthetic corpus.
 
     Noise and failure model: temporally smooth rotation noise on every joint (global 2 deg, body 3 deg, face 4 deg,
     fingers 8 deg: hands are SMPLer-X's weakest part); on fast hand motion (motion blur) the hand pose regresses
     toward the flat mean hand, up to 70 %; the person detector misses short runs of frames (all zeros, mask 0).
     """
-    from scipy.spatial.transform import Rotation
-
-    from extractors.base import TrackFrames
-    from extractors.simulation import dropouts, smooth_noise
-    from pipeline.corpus.skeleton import J
-
     T = gt.n_frames
     sd = np.full(55, np.deg2rad(3.0))
     sd[0] = np.deg2rad(2.0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import multiprocessing
 import os
@@ -83,8 +84,7 @@ def _init(job: Job) -> None:
 def _extract_one(index: int, row: dict) -> TrackFrames:
     job = _JOB
     corpus = Path(job.corpus_dir)
-    module = {"smplerx": extractors.smplerx, "dwpose": extractors.dwpose, "mediapipe": extractors.mediapipe,
-              "primedepth": extractors.primedepth, "sapiens": extractors.sapiens}[job.track]  # fmt: skip
+    module = importlib.import_module(f"extractors.{job.track}")
     if job.backend == "simulated":
         from extractors.simulation import GroundTruth
         from pipeline.corpus.motion import Signer
