@@ -103,6 +103,13 @@ def _poly(img: np.ndarray, pts: np.ndarray, colour: tuple, closed: bool, thickne
         cv2.polylines(img, [p], closed, colour, thickness, cv2.LINE_AA, _SHIFT)
 
 
+def _ellipse(img: np.ndarray, centre: np.ndarray, axes: tuple[float, float], angle: float, colour: tuple) -> None:
+    """A filled, anti-aliased ellipse at sub-pixel `centre` with semi-axes `axes` (pixels)."""
+    c = tuple(int(v) for v in centre * _ONE)
+    size = tuple(max(1, int(a * _ONE)) for a in axes)
+    cv2.ellipse(img, c, size, angle, 0, 360, colour, -1, cv2.LINE_AA, _SHIFT)
+
+
 def _head(
     img: np.ndarray,
     uv: np.ndarray,
@@ -119,46 +126,10 @@ def _head(
     ear_vec = uv[P["left_ear"]] - uv[P["right_ear"]]
     angle = float(np.degrees(np.arctan2(ear_vec[1], ear_vec[0])))
     up = np.array([np.sin(np.radians(angle)), -np.cos(np.radians(angle))])  # head's up direction in the image
-    crown = tuple(int(v) for v in (centre + 0.1 * ax[1] * up) * _ONE)
-    c = tuple(int(v) for v in (centre - 0.08 * ax[1] * up) * _ONE)
     for ear in ("left_ear", "right_ear"):
-        e = tuple(int(v) for v in uv[P[ear]] * _ONE)
-        cv2.ellipse(
-            img,
-            e,
-            (max(1, int(ax[0] * 0.18 * _ONE)), max(1, int(ax[1] * 0.3 * _ONE))),
-            angle,
-            0,
-            360,
-            _shade(skin, 0.85),
-            -1,
-            cv2.LINE_AA,
-            _SHIFT,
-        )  # noqa: E501
-    cv2.ellipse(
-        img,
-        crown,
-        (int(ax[0] * 1.04 * _ONE), int(ax[1] * 0.95 * _ONE)),
-        angle,
-        0,
-        360,
-        _shade(hair, 1.0),
-        -1,
-        cv2.LINE_AA,
-        _SHIFT,
-    )  # noqa: E501
-    cv2.ellipse(
-        img,
-        c,
-        (int(ax[0] * 0.92 * _ONE), int(ax[1] * 0.84 * _ONE)),
-        angle,
-        0,
-        360,
-        _shade(skin, 0.95),
-        -1,
-        cv2.LINE_AA,
-        _SHIFT,
-    )  # noqa: E501
+        _ellipse(img, uv[P[ear]], (ax[0] * 0.18, ax[1] * 0.3), angle, _shade(skin, 0.85))
+    _ellipse(img, centre + 0.1 * ax[1] * up, (ax[0] * 1.04, ax[1] * 0.95), angle, _shade(hair, 1.0))  # hair
+    _ellipse(img, centre - 0.08 * ax[1] * up, (ax[0] * 0.92, ax[1] * 0.84), angle, _shade(skin, 0.95))  # face
     lw = max(1, int(round(px_per_m * 0.004)))
     face = uv[P["face_0"] : P["face_0"] + 68]
     dark = _shade(hair, 0.8)
