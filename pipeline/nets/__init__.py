@@ -1,0 +1,1 @@
+"""Networks: Pose2Gloss (Stage I)."""

@@ -1,0 +1,266 @@
+"""Pose2Gloss (Stage I, Sections 3.2 and 4.1): multi-track pose features -> ID-gloss sequence.
+
+    fused features (B, T, 1959), track mask (B, T, 5)
+      -> per-track encoders E_i                         f_i    (B, T, 5, d_track)        Eq. 1
+      -> multi-head attention across the 5 tracks      f      (B, T, d_track)           Eq. 2
+      -> PadMatch projection                           z0     (B, T, 2048)              Eq. 3
+      -> inverse diffusion: a 1-D UNet over time predicts the noise of z_t (Eq. 4, 8), conditioned on f;
+         training: the decoder reads z0 while the UNet learns the reverse process (L_noise);
+         inference: the decoder reads the z0 that a DDIM reverse process recovers from noise
+      -> transformer decoder, output layer tied to the gloss codebook (token embeddings)  logits (B, L, V)
+
+Every named part can be switched off (`diffusion`, `fusion`) so its effect is measured. Schedulers come from
+diffusers and stay outside the networks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler
+from torch import nn
+
+from pipeline.vocab import BOS, EOS, PAD
+
+TRACK_DIMS = (165, 384, 258, 576, 576)  # extractors.TRACK_ORDER
+
+
+@dataclass
+class Pose2GlossConfig:
+    """Sizes and switches. Defaults are the CPU-sized model; `paper` sizes are in docs/POSE2GLOSS.md."""
+
+    vocab_size: int = 104  # special tokens + glosses
+    track_dims: tuple[int, ...] = TRACK_DIMS
+    d_track: int = 128  # per-track encoder width (d_h in Eq. 1)
+    n_fusion_heads: int = 4
+    unified_dim: int = 2048  # PadMatch output (Eq. 3)
+    unet_channels: tuple[int, ...] = (64, 128)  # 1-D UNet widths, one level per entry
+    d_model: int = 192  # decoder width
+    n_decoder_layers: int = 3
+    n_decoder_heads: int = 4
+    dropout: float = 0.1
+    max_len: int = 64  # gloss tokens incl. BOS / EOS
+    max_frames: int = 1024
+    diffusion: bool = True  # False: the decoder reads z0 directly (no inverse diffusion)
+    fusion: bool = True  # False: masked mean of track features instead of attention
+    num_train_timesteps: int = 1000
+    inference_steps: int = 10  # DDIM steps at inference
+    extra: dict = field(default_factory=dict)
+
+
+class TrackEncoders(nn.Module):
+    """E_i: one MLP per track, from its native dims to d_track."""
+
+    def __init__(self, cfg: Pose2GlossConfig):
+        super().__init__()
+        self.splits = list(cfg.track_dims)
+        self.encoders = nn.ModuleList(
+            nn.Sequential(nn.Linear(d, cfg.d_track), nn.GELU(), nn.Linear(cfg.d_track, cfg.d_track))
+            for d in cfg.track_dims
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, 1959) -> (B, T, 5, d_track)
+        parts = torch.split(x, self.splits, dim=-1)
+        return torch.stack([enc(p) for enc, p in zip(self.encoders, parts)], dim=2)
+
+
+class TrackFusion(nn.Module):
+    """Multi-head attention across the tracks of each frame (Eq. 2). Masked tracks are never attended to, and
+    the fused vector is the masked mean of the attended track tokens, so a missing track contributes nothing."""
+
+    def __init__(self, cfg: Pose2GlossConfig):
+        super().__init__()
+        n = len(cfg.track_dims)
+        self.track_embed = nn.Parameter(torch.randn(n, cfg.d_track) * 0.02)
+        self.attn = nn.MultiheadAttention(cfg.d_track, cfg.n_fusion_heads, dropout=cfg.dropout, batch_first=True)
+        self.norm = nn.LayerNorm(cfg.d_track)
+        self.use_attention = cfg.fusion
+
+    def forward(self, f: torch.Tensor, track_mask: torch.Tensor) -> torch.Tensor:
+        B, T, K, D = f.shape  # (B, T, 5, d)
+        tokens = (f + self.track_embed).reshape(B * T, K, D)
+        keep = track_mask.reshape(B * T, K)
+        any_track = keep.any(-1)
+        if self.use_attention:
+            # frames with no track at all attend to a dummy key and are zeroed below, so softmax never sees -inf only
+            pad = ~keep & any_track[:, None]
+            out, _ = self.attn(tokens, tokens, tokens, key_padding_mask=pad, need_weights=False)
+            tokens = self.norm(tokens + out)
+        w = keep.float().unsqueeze(-1)
+        fused = (tokens * w).sum(1) / w.sum(1).clamp(min=1.0)
+        return fused.reshape(B, T, D)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of diffusion timesteps: (B,) -> (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None]
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
+
+
+class ResBlock1D(nn.Module):
+    def __init__(self, c_in: int, c_out: int, d_time: int):
+        super().__init__()
+        self.conv1 = nn.Conv1d(c_in, c_out, 3, padding=1)
+        self.conv2 = nn.Conv1d(c_out, c_out, 3, padding=1)
+        self.norm1 = nn.GroupNorm(8, c_out)
+        self.norm2 = nn.GroupNorm(8, c_out)
+        self.time = nn.Linear(d_time, c_out)
+        self.skip = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:  # (B, C, T), (B, d_time)
+        h = F.silu(self.norm1(self.conv1(x)))
+        h = h + self.time(temb)[:, :, None]
+        h = F.silu(self.norm2(self.conv2(h)))
+        return h + self.skip(x)
+
+
+class UNet1D(nn.Module):
+    """A small 1-D UNet over time that estimates z0 from z_t, conditioned on the fused pose features.
+
+    It predicts the clean sample (diffusers' prediction_type "sample") rather than the noise: a 2048-dim noise
+    vector cannot pass through a 64-channel bottleneck, while z0 lies on the low-dimensional manifold of PadMatch
+    outputs. The noise estimate of Eq. 8 follows exactly from it (`Pose2Gloss.predict_noise`)."""
+
+    def __init__(self, cfg: Pose2GlossConfig):
+        super().__init__()
+        chans = list(cfg.unet_channels)
+        d_time = 4 * chans[0]
+        self.d_time = chans[0]
+        self.time_mlp = nn.Sequential(nn.Linear(chans[0], d_time), nn.SiLU(), nn.Linear(d_time, d_time))
+        self.inp = nn.Conv1d(cfg.unified_dim + cfg.d_track, chans[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        c = chans[0]
+        for c_next in chans:
+            self.down.append(ResBlock1D(c, c_next, d_time))
+            c = c_next
+        self.mid = ResBlock1D(c, c, d_time)
+        self.up = nn.ModuleList()
+        for c_skip in reversed(chans):
+            self.up.append(ResBlock1D(c + c_skip, c_skip, d_time))
+            c = c_skip
+        self.out = nn.Conv1d(c, cfg.unified_dim, 3, padding=1)
+
+    def forward(self, z_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        # z_t (B, T, 2048), t (B,), cond (B, T, d_track) -> estimated z0 (B, T, 2048)
+        temb = self.time_mlp(timestep_embedding(t, self.d_time))
+        T = z_t.shape[1]
+        h = self.inp(torch.cat([z_t, cond], dim=-1).transpose(1, 2))  # (B, C, T)
+        skips = []
+        for i, block in enumerate(self.down):
+            h = block(h, temb)
+            skips.append(h)
+            if i < len(self.down) - 1:
+                h = F.avg_pool1d(h, 2, ceil_mode=True)
+        h = self.mid(h, temb)
+        for block in self.up:
+            skip = skips.pop()
+            h = F.interpolate(h, size=skip.shape[-1], mode="nearest") if h.shape[-1] != skip.shape[-1] else h
+            h = block(torch.cat([h, skip], dim=1), temb)
+        return self.out(h)[..., :T].transpose(1, 2)
+
+
+class GlossDecoder(nn.Module):
+    """Transformer decoder over the pose memory; its output layer is the gloss codebook (tied embeddings)."""
+
+    def __init__(self, cfg: Pose2GlossConfig):
+        super().__init__()
+        self.codebook = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=PAD)
+        self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.mem_pos = nn.Embedding(cfg.max_frames, cfg.d_model)
+        self.memory_proj = nn.Sequential(nn.LayerNorm(cfg.unified_dim), nn.Linear(cfg.unified_dim, cfg.d_model))
+        layer = nn.TransformerDecoderLayer(
+            cfg.d_model, cfg.n_decoder_heads, 4 * cfg.d_model, cfg.dropout, batch_first=True, norm_first=True
+        )
+        self.layers = nn.TransformerDecoder(layer, cfg.n_decoder_layers)
+        self.norm = nn.LayerNorm(cfg.d_model)
+
+    def memory(self, z: torch.Tensor) -> torch.Tensor:  # (B, T, 2048) -> (B, T, d_model)
+        pos = torch.arange(z.shape[1], device=z.device).clamp(max=self.mem_pos.num_embeddings - 1)
+        return self.memory_proj(z) + self.mem_pos(pos)
+
+    def forward(self, tokens: torch.Tensor, memory: torch.Tensor, frame_pad: torch.Tensor) -> torch.Tensor:
+        # tokens (B, L) -> logits (B, L, V); memory (B, T, d_model); frame_pad (B, T) True where padding
+        L = tokens.shape[1]
+        x = self.codebook(tokens) + self.pos(torch.arange(L, device=tokens.device))
+        causal = torch.triu(torch.ones(L, L, dtype=torch.bool, device=tokens.device), 1)
+        h = self.layers(
+            x, memory, tgt_mask=causal, tgt_key_padding_mask=tokens == PAD, memory_key_padding_mask=frame_pad
+        )
+        return self.norm(h) @ self.codebook.weight.T
+
+
+class Pose2Gloss(nn.Module):
+    def __init__(self, cfg: Pose2GlossConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoders = TrackEncoders(cfg)
+        self.fusion = TrackFusion(cfg)
+        # PadMatch (Eq. 3); the parameter-free LayerNorm keeps z0 at the unit scale the noise schedule assumes
+        self.padmatch = nn.Sequential(
+            nn.Linear(cfg.d_track, cfg.unified_dim), nn.LayerNorm(cfg.unified_dim, elementwise_affine=False)
+        )
+        self.unet = UNet1D(cfg) if cfg.diffusion else None
+        self.decoder = GlossDecoder(cfg)
+        self.pose_proj = nn.Linear(cfg.d_track, cfg.d_model)  # pose embedding for the contrastive loss
+
+    def encode(self, x: torch.Tensor, track_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, 1959), (B, T, 5) -> fused features f (B, T, d_track) and z0 = PadMatch(f) (B, T, 2048)."""
+        x = x * track_mask.repeat_interleave(torch.tensor(self.cfg.track_dims, device=x.device), dim=-1)
+        f = self.fusion(self.encoders(x), track_mask)
+        return f, self.padmatch(f)
+
+    def pose_embedding(self, f: torch.Tensor, frame_pad: torch.Tensor) -> torch.Tensor:
+        """Utterance-level pose embedding (B, d_model): masked mean over frames."""
+        w = (~frame_pad).float().unsqueeze(-1)
+        return self.pose_proj((f * w).sum(1) / w.sum(1).clamp(min=1.0))
+
+    @torch.no_grad()
+    def denoise(self, f: torch.Tensor, scheduler, generator: torch.Generator | None = None) -> torch.Tensor:  # noqa: ANN001
+        """Inverse diffusion at inference: from noise to z0 with a DDIM (or any diffusers) scheduler."""
+        B, T, _ = f.shape
+        z = torch.randn((B, T, self.cfg.unified_dim), generator=generator, device=f.device)
+        scheduler.set_timesteps(self.cfg.inference_steps)
+        for t in scheduler.timesteps:
+            z0_hat = self.unet(z, t.expand(B).to(f.device), f)
+            z = scheduler.step(z0_hat, t, z).prev_sample
+        return z
+
+    def predict_noise(self, z_t: torch.Tensor, t: torch.Tensor, f: torch.Tensor, scheduler) -> torch.Tensor:  # noqa: ANN001
+        """The noise estimate of Eq. 8, eps = (z_t - sqrt(abar) z0_hat) / sqrt(1 - abar), from the UNet's z0."""
+        abar = scheduler.alphas_cumprod.to(z_t.device)[t].view(-1, 1, 1)
+        return (z_t - abar.sqrt() * self.unet(z_t, t, f)) / (1 - abar).sqrt()
+
+    def forward(self, tokens: torch.Tensor, memory_z: torch.Tensor, frame_pad: torch.Tensor) -> torch.Tensor:
+        """Decoder logits (B, L, V) for input tokens given the (denoised) unified representation."""
+        return self.decoder(tokens, self.decoder.memory(memory_z), frame_pad)
+
+
+def make_schedulers(cfg: Pose2GlossConfig) -> tuple[DDPMScheduler, DDIMScheduler]:
+    """DDPM for training (add_noise), DDIM for few-step inference; no clipping: z0 is not an image in [-1, 1]."""
+    ddpm = DDPMScheduler(
+        num_train_timesteps=cfg.num_train_timesteps,
+        beta_schedule="squaredcos_cap_v2",
+        clip_sample=False,
+        prediction_type="sample",
+    )
+    return ddpm, DDIMScheduler.from_config(ddpm.config)
+
+
+def snr(scheduler: DDPMScheduler, t: torch.Tensor) -> torch.Tensor:
+    """Signal-to-noise ratio abar / (1 - abar) of timesteps t (B,)."""
+    abar = scheduler.alphas_cumprod.to(t.device)[t]
+    return abar / (1 - abar)
+
+
+def shift_right(targets: torch.Tensor) -> torch.Tensor:
+    """Decoder inputs from targets `[g1 .. gn EOS PAD..]`: `[BOS g1 .. gn PAD..]`."""
+    inp = torch.full_like(targets, PAD)
+    inp[:, 0] = BOS
+    inp[:, 1:] = targets[:, :-1]
+    inp[inp == EOS] = PAD
+    return inp

@@ -1,0 +1,166 @@
+"""Pose2Gloss network and Stage I losses: shapes, track masking, losses, schedulers, overfitting a batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipeline.nets.losses import (
+    LossWeighting,
+    contrastive_loss,
+    ngram_f1_loss,
+    noise_loss,
+    text_embedding,
+    text_loss,
+    word_matching_loss,
+)
+from pipeline.nets.pose2gloss import Pose2Gloss, Pose2GlossConfig, make_schedulers, shift_right, snr
+from pipeline.vocab import BOS, EOS, PAD
+
+V = 20
+
+
+def _cfg(**kw) -> Pose2GlossConfig:
+    base = dict(vocab_size=V, d_track=32, unified_dim=64, unet_channels=(16, 32), d_model=32, n_decoder_layers=1,
+                n_decoder_heads=2, n_fusion_heads=2, dropout=0.0)  # fmt: skip
+    base.update(kw)
+    return Pose2GlossConfig(**base)
+
+
+def _batch(B=3, T=11, L=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, T, 1959, generator=g)
+    mask = torch.ones(B, T, 5, dtype=torch.bool)
+    pad = torch.zeros(B, T, dtype=torch.bool)
+    pad[1, 8:] = True
+    targets = torch.randint(4, V, (B, L), generator=g)
+    targets[:, -1] = EOS
+    targets[2, 3:] = PAD
+    targets[2, 3] = EOS
+    return x, mask, pad, targets
+
+
+def test_shapes_through_the_whole_network():
+    torch.manual_seed(0)
+    model = Pose2Gloss(_cfg())
+    x, mask, pad, targets = _batch()
+    f, z0 = model.encode(x, mask)
+    assert f.shape == (3, 11, 32) and z0.shape == (3, 11, 64)
+    sched, _ = make_schedulers(model.cfg)
+    eps_pred = model.predict_noise(z0, torch.tensor([1, 500, 999]), f, sched)
+    assert eps_pred.shape == z0.shape and torch.isfinite(eps_pred).all()
+    logits = model(shift_right(targets), z0, pad)
+    assert logits.shape == (3, 6, V)
+    z = model.denoise(f, make_schedulers(model.cfg)[1])
+    assert z.shape == z0.shape and torch.isfinite(z).all()
+
+
+def test_default_config_uses_the_paper_unified_width():
+    model = Pose2Gloss(Pose2GlossConfig())
+    x = torch.randn(1, 5, 1959)
+    _, z0 = model.encode(x, torch.ones(1, 5, 5, dtype=torch.bool))
+    assert z0.shape[-1] == 2048
+
+
+@pytest.mark.parametrize("fusion", [True, False])
+def test_a_masked_track_changes_nothing(fusion):
+    torch.manual_seed(0)
+    model = Pose2Gloss(_cfg(fusion=fusion)).eval()
+    x, mask, pad, targets = _batch()
+    mask[:, :, 3] = False  # primedepth missing everywhere
+    mask[0, 2, :] = False  # one frame with no track at all
+    f1, z1 = model.encode(x, mask)
+    x2 = x.clone()
+    x2[..., 807:1383] = torch.randn_like(x2[..., 807:1383]) * 100  # garbage in the masked track
+    x2[0, 2] = 1e3
+    f2, z2 = model.encode(x2, mask)
+    torch.testing.assert_close(f1, f2)
+    assert torch.isfinite(f1).all() and torch.all(f1[0, 2] == 0)
+    mask[:, :, 3] = True
+    f3, _ = model.encode(x2, mask)
+    assert not torch.allclose(f1, f3)  # unmasked, the same track does matter
+
+
+def test_losses_are_minimal_on_perfect_predictions_and_positive_otherwise():
+    _, _, pad, targets = _batch()
+    perfect = torch.full((3, 6, V), -30.0).scatter(-1, targets.unsqueeze(-1), 30.0)
+    wrong = torch.full((3, 6, V), -30.0).scatter(-1, ((targets + 1) % V).clamp(min=4).unsqueeze(-1), 30.0)
+    codebook = torch.randn(V, 16)
+    assert text_loss(perfect, targets, 0.0) < 1e-6 < text_loss(wrong, targets, 0.0)
+    assert text_loss(perfect, targets) < text_loss(wrong, targets)  # with smoothing: minimal, not zero
+    assert word_matching_loss(perfect, targets, codebook) < 1e-5 < word_matching_loss(wrong, targets, codebook)
+    assert ngram_f1_loss(perfect, targets) < 1e-5 < ngram_f1_loss(wrong, targets)
+    eps = torch.randn(3, 11, 8)
+    assert noise_loss(eps, eps, pad) == 0 < noise_loss(eps + 1, eps, pad)
+    e = torch.eye(3, 16) * 5
+    assert contrastive_loss(e, e) < 1e-3 < contrastive_loss(e, e.roll(1, 0))
+    assert text_embedding(targets, codebook).shape == (3, 16)
+
+
+def test_ngram_loss_rewards_order():
+    targets = torch.tensor([[5, 6, 7, 8, EOS]])
+    right = torch.full((1, 5, V), -30.0).scatter(-1, targets.unsqueeze(-1), 30.0)
+    shuffled = torch.full((1, 5, V), -30.0).scatter(-1, torch.tensor([[8, 7, 6, 5, EOS]]).unsqueeze(-1), 30.0)
+    assert ngram_f1_loss(right, targets) < ngram_f1_loss(shuffled, targets)  # same unigrams, other bigrams
+    assert ngram_f1_loss(shuffled, targets, max_n=1) < 1e-5
+
+
+def test_learnable_weighting_and_switches():
+    lw = LossWeighting()
+    losses = {"text": torch.tensor(2.0), "noise": torch.tensor(1.0)}
+    assert lw(losses, {"text": 1.0, "noise": 0.0}).item() == pytest.approx(2.0)
+    assert lw(losses, {"text": 1.0, "noise": 1.0}).item() == pytest.approx(3.0)
+    lw.log_vars.data[:] = 1.0  # learned uncertainty: down-weights a loss, pays log-variance for it
+    assert lw(losses, {"text": 1.0}).item() == pytest.approx(2.0 * torch.exp(torch.tensor(-1.0)).item() + 1.0)
+    assert not LossWeighting(learnable=False).log_vars.requires_grad
+
+
+def test_scheduler_add_noise_then_denoise_round_trip():
+    sched, ddim = make_schedulers(Pose2GlossConfig())
+    z0 = torch.randn(2, 7, 16) * 3
+    eps = torch.randn_like(z0)
+    t = torch.tensor([10, 900])
+    zt = sched.add_noise(z0, eps, t)
+    abar = sched.alphas_cumprod[t].view(-1, 1, 1)
+    torch.testing.assert_close(zt, abar.sqrt() * z0 + (1 - abar).sqrt() * eps)  # Eq. 4
+    assert snr(sched, t)[0] > 100 > 1 > snr(sched, t)[1]
+    ddim.set_timesteps(10)
+    z = torch.randn_like(z0)
+    for step in ddim.timesteps:  # an oracle z0 predictor walks back from pure noise to z0
+        z = ddim.step(z0, step, z).prev_sample
+    torch.testing.assert_close(z, z0, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("diffusion", [True, False])
+def test_overfits_one_small_batch_to_zero_error(diffusion):
+    torch.manual_seed(0)
+    cfg = _cfg(diffusion=diffusion, d_model=48, n_decoder_layers=2)
+    model = Pose2Gloss(cfg)
+    x, mask, pad, targets = _batch(B=4, T=9, L=5, seed=1)
+    targets[:, -1] = EOS
+    sched, ddim = make_schedulers(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        f, z0 = model.encode(x, mask)
+        if diffusion:
+            t = torch.randint(0, 1000, (len(x),))
+            eps = torch.randn_like(z0)
+            eps_hat = model.predict_noise(sched.add_noise(z0, eps, t), t, f, sched)
+            loss = noise_loss(eps_hat, eps, pad, snr(sched, t))
+        else:
+            loss = 0.0
+        logits = model(shift_right(targets), z0, pad)
+        loss = loss + text_loss(logits, targets, 0.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        f, z0 = model.encode(x, mask)
+        memory = model.denoise(f, ddim) if diffusion else z0
+        # greedy decoding, token by token
+        tokens = torch.full((len(x), 1), BOS)
+        for _ in range(targets.shape[1]):
+            nxt = model(tokens, memory, pad)[:, -1].argmax(-1, keepdim=True)
+            tokens = torch.cat([tokens, nxt], 1)
+    assert torch.equal(tokens[:, 1:], targets)  # with diffusion: decoded through the reverse process from noise
