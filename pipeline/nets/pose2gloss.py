@@ -170,6 +170,9 @@ class GlossDecoder(nn.Module):
     def __init__(self, cfg: Pose2GlossConfig):
         super().__init__()
         self.codebook = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=PAD)
+        nn.init.normal_(self.codebook.weight, std=0.02)  # tied output layer: small initial logits (GPT-2 init)
+        with torch.no_grad():
+            self.codebook.weight[PAD].zero_()
         self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
         self.mem_pos = nn.Embedding(cfg.max_frames, cfg.d_model)
         self.memory_proj = nn.Sequential(nn.LayerNorm(cfg.unified_dim), nn.Linear(cfg.unified_dim, cfg.d_model))

@@ -1,0 +1,103 @@
+"""Stage I data: the fused feature store read straight into memory, normalised with the train statistics, and a
+sequence-length-bucketing batch sampler."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import extractors
+from pipeline.corpus.manifest import read_manifest
+from pipeline.store import FrameStore
+from pipeline.vocab import EOS, PAD, Vocab
+
+
+class FeatureStoreError(ValueError):
+    """The fused store cannot be used for training (wrong width, NaN, misaligned with the manifest)."""
+
+
+@dataclass
+class Utterance:
+    utt_id: str
+    features: np.ndarray  # (T, 1959) float32, normalised, masked tracks zero
+    track_mask: np.ndarray  # (T, 5) bool
+    target: np.ndarray  # (L,) int64: gloss ids then EOS
+    glosses: str
+
+
+def load_split(
+    features: str | os.PathLike,
+    corpus: str | os.PathLike,
+    vocab: Vocab,
+    split: str,
+    tracks: tuple[str, ...] | None = None,
+    frame_stride: int = 1,
+    max_frames: int = 1024,
+    max_len: int = 64,
+) -> list[Utterance]:
+    """Utterances of one split, ready for a model.
+
+    Args:
+        tracks: use only these tracks (the others are masked), e.g. `("dwpose",)` for a single-track run.
+        frame_stride: keep every n-th frame (temporal subsampling for speed).
+    """
+    store = FrameStore(features)
+    if store.attrs.get("dims") != extractors.FUSED_DIMS:
+        raise FeatureStoreError(f"{features}: {store.attrs.get('dims')} dims per frame, Pose2Gloss needs 1959")
+    manifest = read_manifest(corpus)
+    store.check_ids(manifest["utt_id"].tolist())
+    mean = np.asarray(store.attrs["norm_mean"], np.float32)
+    std = np.asarray(store.attrs["norm_std"], np.float32)
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise FeatureStoreError(f"{features}: normalisation statistics contain NaN")
+    use = np.array([tracks is None or t in tracks for t in extractors.TRACK_ORDER])
+    if tracks is not None and (unknown := set(tracks) - set(extractors.TRACK_ORDER)):
+        raise ValueError(f"unknown tracks {sorted(unknown)}; tracks are {list(extractors.TRACK_ORDER)}")
+    dims = np.array([extractors.LAYOUTS[t].dims for t in extractors.TRACK_ORDER])
+    rows = manifest.index[manifest["split"] == split].to_numpy()
+    out = []
+    if len(rows) == 0:
+        return out
+    values = store.read_many(rows.tolist(), "values")
+    masks = store.read_many(rows.tolist(), "mask")
+    for i, v, m in zip(rows, values, masks):
+        if not np.isfinite(v).all():
+            raise FeatureStoreError(f"{features}: utterance {manifest.utt_id[i]!r} contains NaN or infinite values")
+        m = m[::frame_stride][:max_frames] & use
+        x = (v[::frame_stride][:max_frames] - mean) / std
+        x *= np.repeat(m, dims, axis=1)
+        ids = vocab.encode(manifest.glosses[i])[: max_len - 1] + [EOS]
+        out.append(Utterance(manifest.utt_id[i], x.astype(np.float32), m, np.array(ids), manifest.glosses[i]))
+    return out
+
+
+def bucket_batches(lengths: list[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+    """Batches of similar length: shuffle, sort within windows of 50 batches, cut, shuffle the batches."""
+    order = rng.permutation(len(lengths))
+    window = batch_size * 50
+    batches = []
+    for s in range(0, len(order), window):
+        chunk = sorted(order[s : s + window], key=lambda i: lengths[i])
+        batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def collate(items: list[Utterance]) -> dict[str, torch.Tensor]:
+    """Pad to the longest item: features (B, T, 1959), track_mask (B, T, 5), frame_pad (B, T), targets (B, L)."""
+    B = len(items)
+    T = max(len(u.features) for u in items)
+    L = max(len(u.target) for u in items)
+    x = torch.zeros(B, T, extractors.FUSED_DIMS)
+    mask = torch.zeros(B, T, len(extractors.TRACK_ORDER), dtype=torch.bool)
+    pad = torch.ones(B, T, dtype=torch.bool)
+    targets = torch.full((B, L), PAD, dtype=torch.long)
+    for b, u in enumerate(items):
+        n = len(u.features)
+        x[b, :n] = torch.from_numpy(u.features)
+        mask[b, :n] = torch.from_numpy(u.track_mask)
+        pad[b, :n] = False
+        targets[b, : len(u.target)] = torch.from_numpy(u.target)
+    return {"features": x, "track_mask": mask, "frame_pad": pad, "targets": targets}
