@@ -29,7 +29,7 @@ from tqdm import tqdm
 import extractors
 from extractors.base import TrackFrames
 from pipeline.corpus.manifest import read_manifest
-from pipeline.params import load_params
+from pipeline.params import load_params, write_metrics
 from pipeline.store import FrameStore, FrameStoreWriter
 
 BATCH = 32  # at most this many utterances per resumable unit of work
@@ -248,8 +248,7 @@ def extract_track(
         "seconds": round(time.perf_counter() - t0, 2),
     }
     if report:
-        Path(report).parent.mkdir(parents=True, exist_ok=True)
-        Path(report).write_text(json.dumps(summary, indent=2) + "\n")
+        write_metrics(report, summary)
     return summary
 
 

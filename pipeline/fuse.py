@@ -11,7 +11,6 @@ split only and are stored in the attributes (`norm_mean`, `norm_std`); models no
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 
 import extractors
 from pipeline.corpus.manifest import read_manifest
-from pipeline.params import load_params
+from pipeline.params import load_params, write_metrics
 from pipeline.store import FrameStore, FrameStoreWriter
 
 MIN_STD = 1e-3  # dims that barely vary in train (e.g. always-zero cells) are not blown up by normalisation
@@ -110,8 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     enabled = {t: bool((params.get(t) or {}).get("enabled", True)) for t in extractors.TRACK_ORDER}
     summary = fuse(args.corpus, args.tracks, args.out, enabled)
-    Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.metrics).write_text(json.dumps(summary, indent=2) + "\n")
+    write_metrics(args.metrics, summary)
     print(f"fuse: {summary['utterances']} utterances, {summary['frames']} frames, {summary['seconds']} s")
 
 

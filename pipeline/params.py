@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -19,3 +20,10 @@ def load_params(path: str | os.PathLike = DEFAULT_PARAMS) -> dict:
     if not isinstance(params, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
     return params
+
+
+def write_metrics(path: str | os.PathLike, data: dict) -> None:
+    """Write a stage's metrics / report file (JSON, indented, parent folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")

@@ -6,13 +6,11 @@ python -m pipeline.prepare [--params params.yaml] [--out data/corpus]
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import asdict
-from pathlib import Path
 
 from pipeline.corpus.preview import make_preview
 from pipeline.corpus.synthetic import CorpusConfig, generate_corpus
-from pipeline.params import load_params
+from pipeline.params import load_params, write_metrics
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,8 +27,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{args.params} has no 'corpus' section")
     cfg = CorpusConfig.from_params(params["corpus"], seed=params.get("seed", 0))
     summary = generate_corpus(cfg, args.out, workers=args.workers)
-    Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.metrics).write_text(json.dumps(asdict(summary), indent=2) + "\n")
+    write_metrics(args.metrics, asdict(summary))
     shown = make_preview(args.out, args.preview)
     print(
         f"prepare: {sum(summary.utterances.values())} utterances {summary.utterances}, "

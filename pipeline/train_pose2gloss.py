@@ -11,7 +11,6 @@ and `last.pt`, from which a killed run resumes) and DVCLive curves under `metric
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import resource
@@ -36,7 +35,7 @@ from pipeline.nets.losses import (
     word_matching_loss,
 )
 from pipeline.nets.pose2gloss import Pose2Gloss, Pose2GlossConfig, make_schedulers, shift_right, snr
-from pipeline.params import load_params
+from pipeline.params import load_params, write_metrics
 from pipeline.vocab import PAD, Vocab
 
 
@@ -325,8 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     model_cfg, train_cfg = configs_from_params(params.get("pose2gloss", {}) or {}, int(params.get("seed", 0)))
     summary = train(model_cfg, train_cfg, args.features, args.corpus, args.out, args.live)
-    Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.metrics).write_text(json.dumps(summary, indent=2) + "\n")
+    write_metrics(args.metrics, summary)
     print(f"train_pose2gloss: best val WER {summary['best_val_wer']:.2f} in {summary['train_seconds']} s")
 
 
