@@ -336,3 +336,10 @@ def test_paper_scale_vocabularies_plan_without_rendering():
     train = np.bincount([t for p in plans if p.split == "train" for t in p.tokens], minlength=2000)
     assert train.min() >= 2
     assert sum(1 for p in plans if p.split == "test_unseen") == 100
+
+
+def test_train_contains_a_left_handed_signer():
+    for seed in range(5):
+        signers = synthetic.make_signers(CorpusConfig(seed=seed), np.random.default_rng([seed, 0]))
+        assert any(s.dominant == "left" and s.seen for s in signers)
+        assert sum(s.dominant == "left" for s in signers) == 1  # 0.2 x 6 signers

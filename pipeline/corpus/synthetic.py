@@ -146,7 +146,12 @@ def make_signers(cfg: CorpusConfig, rng: np.random.Generator) -> list[Signer]:
     """`n_signers` signers; the last `n_unseen_signers` are held out. Spreads are scaled by the difficulty knobs."""
     d = cfg.difficulty
     n_left = max(1 if cfg.n_signers >= 3 else 0, int(round(d.left_handed_fraction * cfg.n_signers)))
-    left = set(rng.choice(cfg.n_signers, size=n_left, replace=False).tolist())
+    n_seen = cfg.n_signers - cfg.n_unseen_signers
+    # one left-handed signer is always among the seen ones, so mirrored signing is learnable from train;
+    # the others are drawn from all signers
+    left = {int(rng.integers(n_seen))} if n_left else set()
+    rest = [i for i in range(cfg.n_signers) if i not in left]
+    left |= set(rng.choice(rest, size=n_left - len(left), replace=False).tolist())
     sv, fv, lv = d.signer_variation, d.framing_variation, d.lighting_variation
     signers = []
     for i in range(cfg.n_signers):
