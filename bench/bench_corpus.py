@@ -22,11 +22,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.corpus import synthetic  # noqa: E402
-from pipeline.corpus.motion import utterance_motion  # noqa: E402
-from pipeline.corpus.render import make_background, make_camera, render_frames, write_video  # noqa: E402
-from pipeline.corpus.skeleton import J, forward_kinematics  # noqa: E402
-from pipeline.params import load_params  # noqa: E402
+from pipeline.corpus import synthetic
+from pipeline.corpus.motion import utterance_motion
+from pipeline.corpus.render import make_background, make_camera, render_frames, write_video
+from pipeline.corpus.skeleton import J, forward_kinematics
+from pipeline.params import load_params
 
 
 def _phases(cfg: synthetic.CorpusConfig, n: int) -> dict[str, float]:

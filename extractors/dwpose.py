@@ -44,7 +44,7 @@ def to_vector(
         ("face", face, 68),
         ("left_hand", left_hand, 21),
         ("right_hand", right_hand, 21),
-    ):  # noqa: E501
+    ):
         a = np.asarray(a, dtype=np.float32)
         if a.ndim != 3 or a.shape[1:] != (n, 3):
             raise ValueError(f"{name}: expected (T, {n}, 3), got {a.shape}")

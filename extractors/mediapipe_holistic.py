@@ -21,7 +21,7 @@ class HolisticBackend:
 
     def __init__(
         self, model_complexity: int = 1, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5
-    ):  # noqa: E501
+    ):
         self.options = dict(
             static_image_mode=False,
             model_complexity=model_complexity,

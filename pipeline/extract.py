@@ -39,7 +39,7 @@ REAL_BACKENDS = {
     "mediapipe": "holistic",
     "primedepth": "import",
     "sapiens": "torchscript",
-}  # noqa: E501
+}
 BUILT_BACKENDS = {"simulated", "holistic"}
 
 

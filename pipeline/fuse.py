@@ -45,7 +45,7 @@ def fuse(
         if store.attrs.get("dims") != extractors.LAYOUTS[t].dims:
             raise ValueError(
                 f"{store.path}: {store.attrs.get('dims')} dims, the {t} track has {extractors.LAYOUTS[t].dims}"
-            )  # noqa: E501
+            )
         if not np.array_equal(store.lengths, manifest["n_frames"].to_numpy()):
             bad = ids[int(np.flatnonzero(store.lengths != manifest["n_frames"].to_numpy())[0])]
             raise ValueError(f"{store.path}: frame counts differ from the manifest (first at {bad!r})")

@@ -126,7 +126,7 @@ class FrameStoreWriter:
         self.group.create_array("offsets", data=offsets, chunks=(max(1, len(offsets)),), compressors=_compressor())
         ids = self.group.create_array(
             "utt_id", shape=(len(self.utt_ids),), dtype=str, chunks=(max(1, len(self.utt_ids)),)
-        )  # noqa: E501
+        )
         if self.utt_ids:
             ids[:] = np.array(self.utt_ids, dtype=object)
         self.group.attrs.update({**(attrs or {}), "n_utterances": len(self.utt_ids), "n_frames": int(offsets[-1])})
@@ -141,7 +141,7 @@ class FrameStoreWriter:
     def __enter__(self) -> FrameStoreWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+    def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.abort()
 

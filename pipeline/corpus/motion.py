@@ -209,7 +209,7 @@ def hand_rotation(palm: np.ndarray, fingers: np.ndarray, side: str) -> Rotation:
 
 def _movement(
     sign: Sign, phi: np.ndarray, amp: float, side: str, phase: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # noqa: E501
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Path offset (n, 3), twist angle (n,) and finger-wiggle phase (n,) at movement phase `phi` in [0, reps]."""
     s = Body.ipsi(side)
     ipsi, up, fwd = np.array([s, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0])
@@ -350,7 +350,7 @@ def sign_duration(sign: Sign) -> float:
 
 def plan_signs(
     signs: list[Sign], body: Body, diff: Difficulty, rng: np.random.Generator, continuous: bool
-) -> list[SignPlan]:  # noqa: E501
+) -> list[SignPlan]:
     """Per-token jitter, coarticulatory location shifts and amplitudes for a sequence of signs."""
     jitters = [TokenJitter.sample(rng, diff.token_variation) for _ in signs]
     locs = [body.base_hand()[0] if s.location == "base_hand" else body.location(s.location, body.dom) for s in signs]
@@ -472,10 +472,10 @@ def utterance_motion(
     head = Rotation.from_rotvec(np.stack([np.zeros(n_frames), nmm[:, 2], np.zeros(n_frames)], 1)) * head
     pose[:, J["neck"]] = (
         Rotation.from_rotvec(pose[:, J["neck"]]) * Rotation.from_rotvec(0.4 * head.as_rotvec())
-    ).as_rotvec()  # noqa: E501
+    ).as_rotvec()
     pose[:, J["head"]] = (
         Rotation.from_rotvec(pose[:, J["head"]]) * Rotation.from_rotvec(0.6 * head.as_rotvec())
-    ).as_rotvec()  # noqa: E501
+    ).as_rotvec()
     pose[:, J["jaw"], 0] = nmm[:, 3]
     transl = np.zeros((n_frames, 3))
 
@@ -487,7 +487,7 @@ def utterance_motion(
         hand_rot = spine_r @ Rotation.from_quat(quat[h]).as_matrix()
         sh, el, wr = arm_ik(
             jpos[:, J[f"{side}_shoulder"]], jrot[:, J[f"{side}_collar"]], target, hand_rot, signer.shape, side
-        )  # noqa: E501
+        )
         pose[:, J[f"{side}_shoulder"]], pose[:, J[f"{side}_elbow"]], pose[:, J[f"{side}_wrist"]] = sh, el, wr
         first = J[f"{side}_index1"]
         pose[:, first : first + 15] = hand_pose(hs[h], side)

@@ -34,29 +34,25 @@ class Handshape:
     thumb: tuple[float, float, float]
 
 
-def _hs(i, m, r, p, spread, thumb) -> Handshape:  # noqa: ANN001 - table helper
-    return Handshape(i, m, r, p, spread, thumb)
-
-
 HANDSHAPES: dict[str, Handshape] = {
-    "A": _hs(_FIST, _FIST, _FIST, _FIST, 0.0, _T_SIDE),
-    "S": _hs(_FIST, _FIST, _FIST, _FIST, 0.0, _T_ACROSS),
-    "B": _hs(_STRAIGHT, _STRAIGHT, _STRAIGHT, _STRAIGHT, 0.0, _T_ACROSS),
-    "5": _hs(_STRAIGHT, _STRAIGHT, _STRAIGHT, _STRAIGHT, 1.0, _T_OUT),
-    "1": _hs(_STRAIGHT, _FIST, _FIST, _FIST, 0.0, _T_TUCKED),
-    "V": _hs(_STRAIGHT, _STRAIGHT, _FIST, _FIST, 0.8, _T_TUCKED),
-    "W": _hs(_STRAIGHT, _STRAIGHT, _STRAIGHT, _FIST, 0.8, _T_TUCKED),
-    "3": _hs(_STRAIGHT, _STRAIGHT, _FIST, _FIST, 0.8, _T_OUT),
-    "Y": _hs(_FIST, _FIST, _FIST, _STRAIGHT, 0.6, _T_OUT),
-    "L": _hs(_STRAIGHT, _FIST, _FIST, _FIST, 0.0, _T_OUT),
-    "I": _hs(_FIST, _FIST, _FIST, _STRAIGHT, 0.0, _T_TUCKED),
-    "C": _hs(_C, _C, _C, _C, 0.1, _T_CURVED),
-    "O": _hs(_O, _O, _O, _O, 0.0, _T_TOUCH),
-    "F": _hs(_O, _STRAIGHT, _STRAIGHT, _STRAIGHT, 0.6, _T_TOUCH),
-    "X": _hs(_HOOK, _FIST, _FIST, _FIST, 0.0, _T_TUCKED),
-    "bent-B": _hs(_BENT, _BENT, _BENT, _BENT, 0.0, _T_ACROSS),
-    "claw-5": _hs(_CLAW, _CLAW, _CLAW, _CLAW, 1.0, _T_CURVED),
-    "flat-O": _hs(_FLAT_O, _FLAT_O, _FLAT_O, _FLAT_O, 0.0, _T_TOUCH),
+    "A": Handshape(_FIST, _FIST, _FIST, _FIST, 0.0, _T_SIDE),
+    "S": Handshape(_FIST, _FIST, _FIST, _FIST, 0.0, _T_ACROSS),
+    "B": Handshape(_STRAIGHT, _STRAIGHT, _STRAIGHT, _STRAIGHT, 0.0, _T_ACROSS),
+    "5": Handshape(_STRAIGHT, _STRAIGHT, _STRAIGHT, _STRAIGHT, 1.0, _T_OUT),
+    "1": Handshape(_STRAIGHT, _FIST, _FIST, _FIST, 0.0, _T_TUCKED),
+    "V": Handshape(_STRAIGHT, _STRAIGHT, _FIST, _FIST, 0.8, _T_TUCKED),
+    "W": Handshape(_STRAIGHT, _STRAIGHT, _STRAIGHT, _FIST, 0.8, _T_TUCKED),
+    "3": Handshape(_STRAIGHT, _STRAIGHT, _FIST, _FIST, 0.8, _T_OUT),
+    "Y": Handshape(_FIST, _FIST, _FIST, _STRAIGHT, 0.6, _T_OUT),
+    "L": Handshape(_STRAIGHT, _FIST, _FIST, _FIST, 0.0, _T_OUT),
+    "I": Handshape(_FIST, _FIST, _FIST, _STRAIGHT, 0.0, _T_TUCKED),
+    "C": Handshape(_C, _C, _C, _C, 0.1, _T_CURVED),
+    "O": Handshape(_O, _O, _O, _O, 0.0, _T_TOUCH),
+    "F": Handshape(_O, _STRAIGHT, _STRAIGHT, _STRAIGHT, 0.6, _T_TOUCH),
+    "X": Handshape(_HOOK, _FIST, _FIST, _FIST, 0.0, _T_TUCKED),
+    "bent-B": Handshape(_BENT, _BENT, _BENT, _BENT, 0.0, _T_ACROSS),
+    "claw-5": Handshape(_CLAW, _CLAW, _CLAW, _CLAW, 1.0, _T_CURVED),
+    "flat-O": Handshape(_FLAT_O, _FLAT_O, _FLAT_O, _FLAT_O, 0.0, _T_TOUCH),
 }
 # Manual-alphabet letters, mapped onto the handshape inventory (approximate where the alphabet has more shapes).
 LETTER_HANDSHAPE = {

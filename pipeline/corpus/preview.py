@@ -9,11 +9,11 @@ import cv2
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from pipeline.corpus.manifest import SPLITS, read_manifest  # noqa: E402
-from pipeline.store import FrameStore  # noqa: E402
+from pipeline.corpus.manifest import SPLITS, read_manifest
+from pipeline.store import FrameStore
 
 
 def read_frames(video: str | os.PathLike, indices: list[int]) -> dict[int, np.ndarray]:

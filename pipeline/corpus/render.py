@@ -26,7 +26,7 @@ _TROUSERS = {
     PART["Right_Upper_Leg"],
     PART["Left_Lower_Leg"],
     PART["Right_Lower_Leg"],
-}  # noqa: E501
+}
 _VISIBLE_HEIGHT_M = 0.95  # hips to above the head: the usual sign-language framing, at zoom 1
 _CAMERA_DISTANCE_M = 2.4
 
@@ -62,7 +62,7 @@ def make_background(signer: Signer, width: int, height: int, clutter: int, rng: 
                 bx = x + int(rng.integers(0, max(1, w)))
                 cv2.rectangle(
                     img, (bx, y - h // 3), (bx + w // 6 + 1, y), tuple(int(c) for c in rng.integers(0, 255, 3)), -1
-                )  # noqa: E501
+                )
         elif kind == 2:  # lamp / clock
             cv2.circle(img, (x, y), max(2, w // 3), colour, -1)
         else:  # door frame / post
@@ -145,7 +145,7 @@ def _head(
             -1,
             cv2.LINE_AA,
             _SHIFT,
-        )  # noqa: E501
+        )
     _poly(img, face[27:31], _shade(skin, 0.7), False, lw)
     _poly(img, face[31:36], _shade(skin, 0.7), False, lw)
     _poly(img, face[48:60], _shade(np.array([90, 90, 185], np.float32) * light, skin.mean() / 160), True)
@@ -186,7 +186,7 @@ def render_frames(
         np.array([0.5 * (cap.radius_a + cap.radius_b) for cap in BODY_CAPSULES])
         * signer.shape.height
         * signer.shape.girth
-    )  # noqa: E501
+    )
     shades = [(_shade(c, 0.72), _shade(c, 1.0), _shade(c, 1.18)) for c in colours]
     cap_depth = 0.5 * (depth[:, cap_a] + depth[:, cap_b]) + 0.12 * torso  # torso sits behind what overlaps it
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)

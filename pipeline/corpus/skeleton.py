@@ -145,11 +145,11 @@ def _face68_template() -> np.ndarray:
     t_out = np.concatenate([np.linspace(np.pi, 0.0, 7), np.linspace(-np.pi / 6, -5 * np.pi / 6, 5)])
     pts[48:60] = np.stack(
         [0.026 * np.cos(t_out), -0.036 + 0.009 * np.sin(t_out), 0.092 - 0.4 * np.abs(0.026 * np.cos(t_out))], 1
-    )  # noqa: E501
+    )
     t_in = np.concatenate([np.linspace(np.pi, 0.0, 5), np.linspace(-np.pi / 4, -3 * np.pi / 4, 3)])
     pts[60:68] = np.stack(
         [0.018 * np.cos(t_in), -0.036 + 0.003 * np.sin(t_in), 0.09 - 0.4 * np.abs(0.018 * np.cos(t_in))], 1
-    )  # noqa: E501
+    )
     return pts
 
 

@@ -138,7 +138,7 @@ SHIRT_COLOURS = (
     (185, 185, 185),
     (130, 90, 60),
     (30, 95, 150),
-)  # noqa: E501
+)
 WALL_COLOURS = ((200, 200, 200), (170, 190, 200), (150, 165, 140), (190, 172, 152), (115, 112, 120), (212, 222, 228))
 
 
@@ -166,7 +166,7 @@ def make_signers(cfg: CorpusConfig, rng: np.random.Generator) -> list[Signer]:
             hand_size=u(0.1),
             head_size=u(0.07),
             girth=u(0.18),
-        )  # noqa: E501
+        )
         signers.append(
             Signer(
                 signer_id=f"s{i + 1:02d}",

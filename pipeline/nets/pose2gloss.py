@@ -223,7 +223,7 @@ class Pose2Gloss(nn.Module):
         return self.pose_proj((f * w).sum(1) / w.sum(1).clamp(min=1.0))
 
     @torch.no_grad()
-    def denoise(self, f: torch.Tensor, scheduler, generator: torch.Generator | None = None) -> torch.Tensor:  # noqa: ANN001
+    def denoise(self, f: torch.Tensor, scheduler, generator: torch.Generator | None = None) -> torch.Tensor:
         """Inverse diffusion at inference: from noise to z0 with a DDIM (or any diffusers) scheduler."""
         B, T, _ = f.shape
         z = torch.randn((B, T, self.cfg.unified_dim), generator=generator, device=f.device)
@@ -233,7 +233,7 @@ class Pose2Gloss(nn.Module):
             z = scheduler.step(z0_hat, t, z).prev_sample
         return z
 
-    def predict_noise(self, z_t: torch.Tensor, t: torch.Tensor, f: torch.Tensor, scheduler) -> torch.Tensor:  # noqa: ANN001
+    def predict_noise(self, z_t: torch.Tensor, t: torch.Tensor, f: torch.Tensor, scheduler) -> torch.Tensor:
         """The noise estimate of Eq. 8, eps = (z_t - sqrt(abar) z0_hat) / sqrt(1 - abar), from the UNet's z0."""
         abar = scheduler.alphas_cumprod.to(z_t.device)[t].view(-1, 1, 1)
         return (z_t - abar.sqrt() * self.unet(z_t, t, f)) / (1 - abar).sqrt()
