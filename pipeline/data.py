@@ -74,6 +74,43 @@ def load_split(
     return out
 
 
+def augment(
+    u: Utterance,
+    rng: np.random.Generator,
+    speed: tuple[float, float] = (1.0, 1.0),
+    noise: float = 0.0,
+    track_dropout: float = 0.0,
+) -> Utterance:
+    """A training-time variant of an utterance; the stored features are never modified.
+
+    Args:
+        speed: signing-rate factor drawn uniformly from this range; the frames are resampled (nearest frame)
+            to len / factor, as if the same signs were made faster or slower.
+        noise: standard deviation of Gaussian noise added to the present tracks (features are unit-variance).
+        track_dropout: probability that each present track is masked for the whole utterance; at least one
+            track always stays, so the model learns not to depend on any single extractor.
+    """
+    x, m = u.features, u.track_mask
+    if speed != (1.0, 1.0):
+        n = len(x)
+        n_new = max(1, round(n / rng.uniform(*speed)))
+        idx = np.round(np.linspace(0, n - 1, n_new)).astype(np.int64)
+        x, m = x[idx], m[idx]
+    if track_dropout > 0:
+        present = np.flatnonzero(m.any(0))
+        drop = present[rng.random(len(present)) < track_dropout]
+        if len(drop) == len(present):
+            drop = drop[drop != rng.choice(present)] if len(present) else drop
+        m = m.copy()
+        m[:, drop] = False
+    dims = np.array([extractors.LAYOUTS[t].dims for t in extractors.TRACK_ORDER])
+    keep = np.repeat(m, dims, axis=1)
+    if noise > 0:
+        x = x + noise * rng.standard_normal(x.shape, dtype=np.float32)
+    x = (x * keep).astype(np.float32)
+    return Utterance(u.utt_id, x, m, u.target, u.glosses)
+
+
 def bucket_batches(lengths: list[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
     """Batches of similar length: shuffle, sort within windows of 50 batches, cut, shuffle the batches."""
     order = rng.permutation(len(lengths))

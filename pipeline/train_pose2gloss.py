@@ -11,9 +11,12 @@ and `last.pt`, from which a killed run resumes) and DVCLive curves under `metric
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import os
 import resource
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,8 +26,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.data import Utterance, bucket_batches, collate, load_split
+from pipeline.data import Utterance, augment, bucket_batches, collate, load_split
 from pipeline.decoding import greedy
+from pipeline.devices import autocast, resolve_device
 from pipeline.nets.losses import (
     LossWeighting,
     contrastive_loss,
@@ -36,6 +40,7 @@ from pipeline.nets.losses import (
 )
 from pipeline.nets.pose2gloss import Pose2Gloss, Pose2GlossConfig, make_schedulers, shift_right, snr
 from pipeline.params import load_params, write_metrics
+from pipeline.store import FrameStore
 from pipeline.vocab import PAD, Vocab
 
 
@@ -59,12 +64,27 @@ class TrainConfig:
     losses: dict = field(default_factory=lambda: {k: True for k in ("noise", "text", "word", "ngram", "contrast")})
     learnable_weights: bool = True
     contrast_tau: float = 0.07
+    aug_speed: tuple[float, float] = (1.0, 1.0)  # data.augment: signing-rate range
+    aug_noise: float = 0.0  # data.augment: Gaussian feature noise (normalised units)
+    aug_track_dropout: float = 0.0  # data.augment: per-track drop probability per utterance
     tracks: tuple[str, ...] | None = None  # None: all five; else only these (single-track ablations)
     frame_stride: int = 1
     max_frames: int = 256
     checkpoint_every: int = 50  # optimizer steps between `last.pt` saves
     seed: int = 0
     device: str = "auto"
+
+
+def run_fingerprint(
+    model_cfg: Pose2GlossConfig, cfg: TrainConfig, features: str | os.PathLike, corpus: str | os.PathLike
+) -> str:
+    """What a checkpoint must match to be resumed: both configs, the store's index and statistics, the vocabulary."""
+    store = FrameStore(features)
+    h = hashlib.sha256(json.dumps([asdict(model_cfg), asdict(cfg)], sort_keys=True, default=str).encode())
+    h.update(store.offsets.tobytes())
+    h.update(json.dumps(store.attrs, sort_keys=True, default=str).encode())
+    h.update((Path(corpus) / "vocab.json").read_bytes())
+    return h.hexdigest()
 
 
 def lr_lambda(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -79,24 +99,14 @@ def _linear(schedule: tuple[float, float], progress: float) -> float:
     return schedule[0] + (schedule[1] - schedule[0]) * progress
 
 
-def _device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
-
-
 @torch.no_grad()
 def decode(model: Pose2Gloss, batch: dict, vocab: Vocab, seed: int = 0) -> list[str]:
-    """Greedy gloss strings for a collated batch (through the DDIM reverse process when diffusion is on)."""
+    """Greedy gloss strings for a collated batch (validation during training; `evaluate` uses beam search)."""
     model.eval()
-    f, z0 = model.encode(batch["features"], batch["track_mask"])
-    if model.cfg.diffusion:
-        g = torch.Generator(device=f.device).manual_seed(seed)
-        z0 = model.denoise(f, make_schedulers(model.cfg)[1], g)
-    memory = model.decoder.memory(z0)
-
-    def next_logits(tokens: torch.Tensor) -> torch.Tensor:
-        return model.decoder(tokens, memory, batch["frame_pad"])[:, -1]
-
-    ids = greedy(next_logits, len(z0), model.cfg.max_len, z0.device)
+    g = torch.Generator(device=batch["features"].device).manual_seed(seed)
+    memory = model.inference_memory(batch["features"], batch["track_mask"], batch["frame_pad"], g)
+    next_logits = model.next_logits_fn(memory, batch["frame_pad"])
+    ids = greedy(next_logits, len(batch["features"]), model.cfg.max_len, batch["features"].device)
     return [vocab.decode(row.tolist()) for row in ids]
 
 
@@ -105,7 +115,8 @@ def evaluate_wer(model: Pose2Gloss, data: list[Utterance], vocab: Vocab, device:
     for s in range(0, len(data), bs):
         items = data[s : s + bs]
         batch = {k: v.to(device) for k, v in collate(items).items()}
-        hyps += decode(model, batch, vocab)
+        with autocast(device):
+            hyps += decode(model, batch, vocab)
         refs += [u.glosses for u in items]
     out = jiwer.process_words(refs, hyps)
     return {"wer": 100 * out.wer, "hypotheses": hyps}
@@ -166,7 +177,7 @@ def train(
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     torch.set_num_threads(os.cpu_count() or 1)
     vocab = Vocab.load(Path(corpus) / "vocab.json")
     model_cfg.vocab_size = len(vocab)
@@ -189,8 +200,18 @@ def train(
     gen = torch.Generator().manual_seed(cfg.seed)
     state = {"epoch": 0, "batch": 0, "step": 0, "best_wer": float("inf"), "history": []}
     last = out_dir / "last.pt"
+    fingerprint = run_fingerprint(model_cfg, cfg, features, corpus)
     if last.exists():
         ck = torch.load(last, map_location=device, weights_only=False)
+        if ck.get("fingerprint") != fingerprint:
+            # the output folder is kept between runs (DVC `persist`) so that a killed run resumes; a run with other
+            # params or data must start afresh instead of continuing someone else's optimisation
+            print(f"train_pose2gloss: {last} is from other params or data; starting afresh")
+            for old in out_dir.glob("*.pt"):
+                old.unlink()
+            if live_dir is not None:
+                shutil.rmtree(live_dir, ignore_errors=True)
+    if last.exists():
         model.load_state_dict(ck["model"])
         weighting.load_state_dict(ck["weighting"])
         opt.load_state_dict(ck["optimizer"])
@@ -213,6 +234,7 @@ def train(
                 "state": state,
                 "model_config": asdict(model_cfg),
                 "train_config": asdict(cfg),
+                "fingerprint": fingerprint,
             },  # fmt: skip
             tmp,
         )
@@ -232,9 +254,12 @@ def train(
         model.train()
         while state["batch"] < len(order):
             idx = order[state["batch"]]
-            batch = {k: v.to(device) for k, v in collate([train_data[i] for i in idx]).items()}
+            aug_rng = np.random.default_rng([cfg.seed, state["epoch"], state["batch"]])  # resumable
+            items = [augment(train_data[i], aug_rng, cfg.aug_speed, cfg.aug_noise, cfg.aug_track_dropout) for i in idx]
+            batch = {k: v.to(device) for k, v in collate(items).items()}
             progress = state["step"] / total
-            losses = training_losses(model, batch, cfg, progress, sched, gen)
+            with autocast(device):
+                losses = training_losses(model, batch, cfg, progress, sched, gen)
             weights = {**cfg.weights, "noise": _linear(cfg.noise_weight, progress)}
             loss = weighting(losses, weights) / cfg.grad_accum
             if not torch.isfinite(loss):
@@ -304,7 +329,7 @@ def configs_from_params(section: dict, seed: int) -> tuple[Pose2GlossConfig, Tra
     for k in ("unet_channels",):
         if k in m:
             m[k] = tuple(m[k])
-    for k in ("betas", "teacher_forcing", "noise_weight"):
+    for k in ("betas", "teacher_forcing", "noise_weight", "aug_speed"):
         if k in t:
             t[k] = tuple(t[k])
     if t.get("tracks") is not None:

@@ -11,7 +11,7 @@ import zarr
 
 import extractors
 from pipeline import extract
-from pipeline.data import FeatureStoreError, bucket_batches, load_split
+from pipeline.data import FeatureStoreError, Utterance, augment, bucket_batches, load_split
 from pipeline.fuse import fuse
 from pipeline.train_pose2gloss import configs_from_params, lr_lambda, train
 from pipeline.vocab import Vocab
@@ -83,7 +83,7 @@ def test_nan_or_wrong_width_feature_stores_are_refused(features, tmp_path):
 
 def test_kill_and_resume_gives_the_same_weights(features, tmp_path):
     corpus, store = features
-    params = dict(TINY_MODEL)
+    params = dict(TINY_MODEL, aug_speed=[0.8, 1.2], aug_noise=0.1, aug_track_dropout=0.3)  # resumed RNG too
     m1, t1 = configs_from_params(params, seed=3)
     whole = train(m1, t1, store, corpus, tmp_path / "whole", live_dir=tmp_path / "live")
     m2, t2 = configs_from_params(params, seed=3)
@@ -102,3 +102,61 @@ def test_kill_and_resume_gives_the_same_weights(features, tmp_path):
     curve = (tmp_path / "live/plots/metrics/val/wer.tsv").read_text().splitlines()
     assert len(curve) == 1 + t1.epochs  # header + one validation WER per epoch, for `dvc plots show`
     assert (tmp_path / "live/plots/metrics/train/text.tsv").exists()
+
+
+def test_a_checkpoint_from_other_params_is_not_resumed(features, tmp_path, capsys):
+    corpus, store = features
+    m1, t1 = configs_from_params(dict(TINY_MODEL), seed=3)
+    assert train(m1, t1, store, corpus, tmp_path / "out", max_steps=2) == {"stopped_at_step": 2}
+    m2, t2 = configs_from_params(dict(TINY_MODEL, lr=3e-4), seed=3)
+    summary = train(m2, t2, store, corpus, tmp_path / "out")
+    assert "starting afresh" in capsys.readouterr().out
+    m3, t3 = configs_from_params(dict(TINY_MODEL, lr=3e-4), seed=3)
+    fresh = train(m3, t3, store, corpus, tmp_path / "fresh")
+    assert summary["steps"] == fresh["steps"]
+    a = torch.load(tmp_path / "out/last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "fresh/last.pt", weights_only=False)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def _utterance(T=40, seed=0) -> Utterance:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, extractors.FUSED_DIMS)).astype(np.float32)
+    m = np.ones((T, len(extractors.TRACK_ORDER)), bool)
+    m[5:9, 1] = False  # dwpose lost for a few frames
+    x[5:9, 165:549] = 0
+    return Utterance("u", x, m, np.array([4, 5, 2]), "A B")
+
+
+def test_augment_resamples_speed_and_keeps_the_original():
+    u = _utterance()
+    before = u.features.copy()
+    fast = augment(u, np.random.default_rng(0), speed=(2.0, 2.0))
+    slow = augment(u, np.random.default_rng(0), speed=(0.5, 0.5))
+    assert len(fast.features) == 20 and len(slow.features) == 80
+    np.testing.assert_array_equal(fast.features[0], u.features[0])
+    np.testing.assert_array_equal(fast.features[-1], u.features[-1])
+    np.testing.assert_array_equal(slow.features[::2][:3], u.features[:3])  # each frame shown twice
+    np.testing.assert_array_equal(u.features, before)
+    assert fast.glosses == u.glosses and fast.target is u.target
+
+
+def test_augment_track_dropout_masks_whole_tracks_and_keeps_one():
+    u = _utterance()
+    dims = np.array([extractors.LAYOUTS[t].dims for t in extractors.TRACK_ORDER])
+    for seed in range(20):
+        a = augment(u, np.random.default_rng(seed), track_dropout=0.9)
+        kept = a.track_mask.any(0)
+        assert kept.sum() >= 1
+        np.testing.assert_array_equal(a.features != 0, np.repeat(a.track_mask, dims, axis=1) & (u.features != 0))
+    assert augment(u, np.random.default_rng(0), track_dropout=0.0).track_mask.sum() == u.track_mask.sum()
+
+
+def test_augment_noise_only_touches_present_values():
+    u = _utterance()
+    a = augment(u, np.random.default_rng(0), noise=0.5)
+    present = np.repeat(u.track_mask, [extractors.LAYOUTS[t].dims for t in extractors.TRACK_ORDER], axis=1)
+    diff = a.features - u.features
+    assert np.all(diff[~present] == 0)
+    assert 0.45 < diff[present].std() < 0.55

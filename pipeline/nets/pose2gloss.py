@@ -16,7 +16,10 @@ diffusers and stay outside the networks.
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,10 +38,12 @@ class Pose2GlossConfig:
     vocab_size: int = 104  # special tokens + glosses
     track_dims: tuple[int, ...] = TRACK_DIMS
     d_track: int = 128  # per-track encoder width (d_h in Eq. 1)
+    encoder_kernel: int = 1  # temporal kernel of each E_i (1: per-frame MLP; odd k: two 1-D convs over time)
     n_fusion_heads: int = 4
     unified_dim: int = 2048  # PadMatch output (Eq. 3)
     unet_channels: tuple[int, ...] = (64, 128)  # 1-D UNet widths, one level per entry
     d_model: int = 192  # decoder width
+    n_memory_layers: int = 0  # transformer encoder layers over the decoder memory (self-attention across frames)
     n_decoder_layers: int = 3
     n_decoder_heads: int = 4
     dropout: float = 0.1
@@ -57,14 +62,22 @@ class TrackEncoders(nn.Module):
     def __init__(self, cfg: Pose2GlossConfig):
         super().__init__()
         self.splits = list(cfg.track_dims)
+        k = cfg.encoder_kernel
+        if k % 2 == 0:
+            raise ValueError(f"encoder_kernel must be odd (same-length convolution), got {k}")
+        # a kernel-1 convolution is exactly a per-frame linear layer
         self.encoders = nn.ModuleList(
-            nn.Sequential(nn.Linear(d, cfg.d_track), nn.GELU(), nn.Linear(cfg.d_track, cfg.d_track))
+            nn.Sequential(
+                nn.Conv1d(d, cfg.d_track, k, padding=k // 2),
+                nn.GELU(),
+                nn.Conv1d(cfg.d_track, cfg.d_track, k, padding=k // 2),
+            )
             for d in cfg.track_dims
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, 1959) -> (B, T, 5, d_track)
-        parts = torch.split(x, self.splits, dim=-1)
-        return torch.stack([enc(p) for enc, p in zip(self.encoders, parts)], dim=2)
+        parts = torch.split(x.transpose(1, 2), self.splits, dim=1)  # each (B, d_i, T)
+        return torch.stack([enc(p).transpose(1, 2) for enc, p in zip(self.encoders, parts)], dim=2)
 
 
 class TrackFusion(nn.Module):
@@ -176,15 +189,30 @@ class GlossDecoder(nn.Module):
         self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
         self.mem_pos = nn.Embedding(cfg.max_frames, cfg.d_model)
         self.memory_proj = nn.Sequential(nn.LayerNorm(cfg.unified_dim), nn.Linear(cfg.unified_dim, cfg.d_model))
+        self.memory_encoder = (
+            nn.TransformerEncoder(
+                nn.TransformerEncoderLayer(
+                    cfg.d_model, cfg.n_decoder_heads, 4 * cfg.d_model, cfg.dropout, batch_first=True, norm_first=True
+                ),
+                cfg.n_memory_layers,
+                enable_nested_tensor=False,
+            )
+            if cfg.n_memory_layers
+            else None
+        )
         layer = nn.TransformerDecoderLayer(
             cfg.d_model, cfg.n_decoder_heads, 4 * cfg.d_model, cfg.dropout, batch_first=True, norm_first=True
         )
         self.layers = nn.TransformerDecoder(layer, cfg.n_decoder_layers)
         self.norm = nn.LayerNorm(cfg.d_model)
 
-    def memory(self, z: torch.Tensor) -> torch.Tensor:  # (B, T, 2048) -> (B, T, d_model)
+    def memory(self, z: torch.Tensor, frame_pad: torch.Tensor | None = None) -> torch.Tensor:
+        # (B, T, 2048) -> (B, T, d_model); frame_pad (B, T) True where padding
         pos = torch.arange(z.shape[1], device=z.device).clamp(max=self.mem_pos.num_embeddings - 1)
-        return self.memory_proj(z) + self.mem_pos(pos)
+        m = self.memory_proj(z) + self.mem_pos(pos)
+        if self.memory_encoder is not None:
+            m = self.memory_encoder(m, src_key_padding_mask=frame_pad)
+        return m
 
     def forward(self, tokens: torch.Tensor, memory: torch.Tensor, frame_pad: torch.Tensor) -> torch.Tensor:
         # tokens (B, L) -> logits (B, L, V); memory (B, T, d_model); frame_pad (B, T) True where padding
@@ -211,6 +239,17 @@ class Pose2Gloss(nn.Module):
         self.decoder = GlossDecoder(cfg)
         self.pose_proj = nn.Linear(cfg.d_track, cfg.d_model)  # pose embedding for the contrastive loss
 
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Pose2Gloss:
+        """A model saved by `train_pose2gloss` (`best.pt`, `q25.pt`, ..., `last.pt`), in eval mode."""
+        if not Path(path).exists():
+            raise FileNotFoundError(f"no Pose2Gloss checkpoint at {path}: run the train_pose2gloss stage first")
+        ck = torch.load(path, map_location=map_location, weights_only=False)
+        cfg = Pose2GlossConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ck["model_config"].items()})
+        model = cls(cfg).to(map_location)
+        model.load_state_dict(ck["model"])
+        return model.eval()
+
     def encode(self, x: torch.Tensor, track_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, 1959), (B, T, 5) -> fused features f (B, T, d_track) and z0 = PadMatch(f) (B, T, 2048)."""
         x = x * track_mask.repeat_interleave(torch.tensor(self.cfg.track_dims, device=x.device), dim=-1)
@@ -233,6 +272,31 @@ class Pose2Gloss(nn.Module):
             z = scheduler.step(z0_hat, t, z).prev_sample
         return z
 
+    @torch.no_grad()
+    def inference_memory(
+        self,
+        features: torch.Tensor,
+        track_mask: torch.Tensor,
+        frame_pad: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The decoder's memory (B, T, d_model) at inference: z0 through the DDIM reverse process when diffusion
+        is on, PadMatch(f) directly otherwise."""
+        f, z0 = self.encode(features, track_mask)
+        if self.cfg.diffusion:
+            z0 = self.denoise(f, make_schedulers(self.cfg)[1], generator)
+        return self.decoder.memory(z0, frame_pad)
+
+    def next_logits_fn(
+        self, memory: torch.Tensor, frame_pad: torch.Tensor
+    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """`next_logits(tokens (N, n), rows (N,)) -> (N, V)`, what `pipeline.decoding` searches with."""
+
+        def next_logits(tokens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return self.decoder(tokens, memory[rows], frame_pad[rows])[:, -1]
+
+        return next_logits
+
     def predict_noise(self, z_t: torch.Tensor, t: torch.Tensor, f: torch.Tensor, scheduler) -> torch.Tensor:
         """The noise estimate of Eq. 8, eps = (z_t - sqrt(abar) z0_hat) / sqrt(1 - abar), from the UNet's z0."""
         abar = scheduler.alphas_cumprod.to(z_t.device)[t].view(-1, 1, 1)
@@ -240,7 +304,7 @@ class Pose2Gloss(nn.Module):
 
     def forward(self, tokens: torch.Tensor, memory_z: torch.Tensor, frame_pad: torch.Tensor) -> torch.Tensor:
         """Decoder logits (B, L, V) for input tokens given the (denoised) unified representation."""
-        return self.decoder(tokens, self.decoder.memory(memory_z), frame_pad)
+        return self.decoder(tokens, self.decoder.memory(memory_z, frame_pad), frame_pad)
 
 
 def make_schedulers(cfg: Pose2GlossConfig) -> tuple[DDPMScheduler, DDIMScheduler]:
