@@ -30,8 +30,10 @@ from pipeline.data import Utterance, augment, bucket_batches, collate, load_spli
 from pipeline.decoding import greedy
 from pipeline.devices import autocast, resolve_device
 from pipeline.nets.losses import (
+    LOSS_NAMES,
     LossWeighting,
     contrastive_loss,
+    ctc_loss,
     ngram_f1_loss,
     noise_loss,
     text_embedding,
@@ -48,7 +50,7 @@ from pipeline.vocab import PAD, Vocab
 class TrainConfig:
     """Optimisation and loss settings (Table 2 names); the model's sizes and switches are `Pose2GlossConfig`."""
 
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 16
     grad_accum: int = 1
     lr: float = 1e-3
@@ -60,15 +62,17 @@ class TrainConfig:
     label_smoothing: float = 0.1
     teacher_forcing: tuple[float, float] = (0.5, 0.0)  # ratio of gold decoder inputs, start -> end
     noise_weight: tuple[float, float] = (1.0, 0.0)  # weight of L_noise, start -> end
-    weights: dict = field(default_factory=lambda: {"text": 1.0, "word": 1.0, "ngram": 0.6, "contrast": 1.0})
-    losses: dict = field(default_factory=lambda: {k: True for k in ("noise", "text", "word", "ngram", "contrast")})
+    weights: dict = field(
+        default_factory=lambda: {"text": 1.0, "word": 1.0, "ngram": 0.6, "contrast": 1.0, "ctc": 1.0}
+    )  # Table 2, plus the auxiliary CTC loss (ours)
+    losses: dict = field(default_factory=lambda: {k: True for k in LOSS_NAMES})
     learnable_weights: bool = True
     contrast_tau: float = 0.07
     aug_speed: tuple[float, float] = (1.0, 1.0)  # data.augment: signing-rate range
     aug_noise: float = 0.0  # data.augment: Gaussian feature noise (normalised units)
     aug_track_dropout: float = 0.0  # data.augment: per-track drop probability per utterance
     tracks: tuple[str, ...] | None = None  # None: all five; else only these (single-track ablations)
-    frame_stride: int = 1
+    frame_stride: int = 2
     max_frames: int = 256
     checkpoint_every: int = 50  # optimizer steps between `last.pt` saves
     seed: int = 0
@@ -157,6 +161,8 @@ def training_losses(
         out["word"] = word_matching_loss(logits, targets, codebook)
     if cfg.losses.get("ngram", True):
         out["ngram"] = ngram_f1_loss(logits, targets)
+    if cfg.losses.get("ctc", True):
+        out["ctc"] = ctc_loss(model.ctc_head(f), pad, targets)
     if cfg.losses.get("contrast", True):
         out["contrast"] = contrastive_loss(
             model.pose_embedding(f, pad), text_embedding(targets, codebook), cfg.contrast_tau
@@ -332,6 +338,12 @@ def configs_from_params(section: dict, seed: int) -> tuple[Pose2GlossConfig, Tra
     for k in ("betas", "teacher_forcing", "noise_weight", "aug_speed"):
         if k in t:
             t[k] = tuple(t[k])
+    defaults = TrainConfig()
+    for k in ("weights", "losses"):  # partial dicts override the defaults key by key
+        if k in t:
+            if unknown := sorted(set(t[k]) - set(LOSS_NAMES)):
+                raise ValueError(f"pose2gloss.{k}: unknown losses {unknown}; losses are {list(LOSS_NAMES)}")
+            t[k] = {**getattr(defaults, k), **t[k]}
     if t.get("tracks") is not None:
         t["tracks"] = tuple(t["tracks"])
     return Pose2GlossConfig(**m), TrainConfig(**t, seed=seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,6 +18,11 @@ TINY_CORPUS = dict(
     n_glosses=10, n_signers=3, n_unseen_signers=1, n_utterances=20, n_unseen_utterances=3,
     min_train_occurrences=2, tokens_per_utterance=[2, 3], width=48, height=48, fps=10,
 )  # fmt: skip
+TINY_POSE2GLOSS = dict(
+    d_track=16, unified_dim=32, unet_channels=[8, 16], d_model=32, n_decoder_layers=1, n_decoder_heads=2,
+    n_fusion_heads=2, epochs=2, batch_size=8, inference_steps=2,
+)  # fmt: skip
+TRAINING = {"train_pose2gloss", "evaluate@pose2gloss", "temperature_ablation", "tables"}  # all after fuse
 
 
 def _env() -> dict[str, str]:
@@ -57,9 +63,11 @@ def repo(tmp_path) -> Path:
     for name in ("pipeline", "extractors"):
         if (ROOT / name).exists():
             shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
+    for name in ("dvc.yaml", "params.yaml", ".gitignore", "metrics/table5_runs.json"):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, repo / name)
     _set_params(repo, "corpus", **TINY_CORPUS)
+    _set_params(repo, "pose2gloss", **TINY_POSE2GLOSS)
     _run(["git", "init", "-q"], repo)
     _run(["git", "config", "user.name", "signx tests"], repo)
     _run(["git", "config", "user.email", "tests@signx.invalid"], repo)
@@ -72,8 +80,9 @@ def repo(tmp_path) -> Path:
 @pytest.mark.slow
 def test_repro_then_nothing_to_do_then_param_change_reruns_prepare(repo):
     out = _dvc("repro", cwd=repo).stdout
-    assert _stages_run(out) == {"prepare", "fuse"} | {f"extract@{t}" for t in TRACKS}
+    assert _stages_run(out) == {"prepare", "fuse"} | {f"extract@{t}" for t in TRACKS} | TRAINING
     assert (repo / "data/features.zarr").exists()
+    assert {p.name for p in (repo / "models/pose2gloss").glob("*.pt")} >= {"best.pt", "last.pt", "q100.pt"}
     assert (repo / "data/corpus/manifest.parquet").exists()
     assert (repo / "metrics/corpus.json").exists() and (repo / "metrics/corpus_preview.png").exists()
     manifest_before = (repo / "data/corpus/manifest.parquet").read_bytes()
@@ -98,9 +107,9 @@ def test_repro_then_nothing_to_do_then_param_change_reruns_prepare(repo):
 def test_changing_one_extractor_reruns_only_it_and_fuse(repo):
     _dvc("repro", cwd=repo)
     _set_params(repo, "dwpose", noise=0.5)
-    assert _stages_run(_dvc("repro", cwd=repo).stdout) == {"extract@dwpose", "fuse"}
+    assert _stages_run(_dvc("repro", cwd=repo).stdout) == {"extract@dwpose", "fuse"} | TRAINING
     _set_params(repo, "sapiens", enabled=False)  # disabling a track changes nothing upstream: only fuse reruns
-    assert _stages_run(_dvc("repro", cwd=repo).stdout) == {"fuse"}
+    assert _stages_run(_dvc("repro", cwd=repo).stdout) == {"fuse"} | TRAINING
 
 
 @pytest.mark.slow
@@ -110,3 +119,19 @@ def test_prepare_with_bad_params_fails_clearly(repo):
     assert proc.returncode != 0
     assert "n_glosses must be at least 1" in proc.stderr
     assert not (repo / "data/corpus").exists()
+
+
+@pytest.mark.slow
+def test_temperature_experiment_reruns_only_evaluation_and_tables(repo):
+    _dvc("repro", cwd=repo)
+    for name in ("metrics/pose2gloss.json", "metrics/tables.md", "metrics/hypotheses/pose2gloss.csv",
+                 "metrics/temperature_ablation.json", "metrics/temperature_ablation.png"):  # fmt: skip
+        assert (repo / name).exists(), name
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "commit", "-qm", "baseline"], repo)
+    out = _dvc("exp", "run", "-S", "temperature=0.3", cwd=repo).stdout
+    assert _stages_run(out) == {"evaluate@pose2gloss", "tables"}
+    diff = _dvc("metrics", "diff", "--json", cwd=repo).stdout
+    changed = json.loads(diff)["metrics/pose2gloss.json"]
+    assert changed["decoding.temperature"] == {"old": 0.7, "new": 0.3, "diff": pytest.approx(-0.4)}
+    assert "temperature 0.3" in (repo / "metrics/tables.md").read_text()

@@ -8,6 +8,7 @@ import torch
 from pipeline.nets.losses import (
     LossWeighting,
     contrastive_loss,
+    ctc_loss,
     ngram_f1_loss,
     noise_loss,
     text_embedding,
@@ -95,6 +96,19 @@ def test_losses_are_minimal_on_perfect_predictions_and_positive_otherwise():
     e = torch.eye(3, 16) * 5
     assert contrastive_loss(e, e) < 1e-3 < contrastive_loss(e, e.roll(1, 0))
     assert text_embedding(targets, codebook).shape == (3, 16)
+
+
+def test_ctc_loss_is_minimal_on_a_perfect_frame_alignment():
+    targets = torch.tensor([[5, 6, 6, EOS, PAD]])  # a repeated gloss needs a blank between its two frames
+    frames = torch.tensor([[PAD, 5, 5, PAD, 6, PAD, 6, PAD, PAD]])  # blank = PAD's class
+    pad = torch.zeros(1, 9, dtype=torch.bool)
+    perfect = torch.full((1, 9, V), -30.0).scatter(-1, frames.unsqueeze(-1), 30.0)
+    merged = torch.full((1, 9, V), -30.0).scatter(
+        -1, torch.tensor([[5, 5, 6, 6, 6, 6, 6, PAD, PAD]]).unsqueeze(-1), 30.0
+    )
+    assert ctc_loss(perfect, pad, targets) < 1e-4 < ctc_loss(merged, pad, targets)  # 6 6 collapsed to one 6
+    pad[:, 6:] = True  # padding frames are not part of the alignment
+    assert ctc_loss(perfect, pad, targets) > 1.0
 
 
 def test_ngram_loss_rewards_order():

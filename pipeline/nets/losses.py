@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.vocab import PAD
+from pipeline.vocab import EOS, PAD
 
-LOSS_NAMES = ("noise", "text", "word", "ngram", "contrast")
+LOSS_NAMES = ("noise", "text", "word", "ngram", "contrast", "ctc")
 
 
 def noise_loss(
@@ -90,6 +90,18 @@ def contrastive_loss(pose: torch.Tensor, text: torch.Tensor, tau: float | torch.
     logits = pose @ text.T / tau
     labels = torch.arange(len(pose), device=pose.device)
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+
+def ctc_loss(frame_logits: torch.Tensor, frame_pad: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Auxiliary CTC on the fused frame features (not in the paper; `losses.ctc`): frame_logits (B, T, V) score
+    each frame's gloss, PAD's class serves as the CTC blank, the targets' glosses (EOS and PAD dropped) are the
+    label sequence. Mean over the batch of the per-utterance loss divided by its target length (PyTorch's
+    `reduction="mean"`); impossible alignments (more glosses than frames) count as zero."""
+    glosses = (targets != PAD) & (targets != EOS)
+    logp = frame_logits.float().log_softmax(-1).transpose(0, 1)  # (T, B, V)
+    return F.ctc_loss(
+        logp, targets[glosses], (~frame_pad).sum(1), glosses.sum(1), blank=PAD, reduction="mean", zero_infinity=True
+    )
 
 
 def text_embedding(targets: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,7 @@ class Pose2GlossConfig:
     vocab_size: int = 104  # special tokens + glosses
     track_dims: tuple[int, ...] = TRACK_DIMS
     d_track: int = 128  # per-track encoder width (d_h in Eq. 1)
-    encoder_kernel: int = 1  # temporal kernel of each E_i (1: per-frame MLP; odd k: two 1-D convs over time)
+    encoder_kernel: int = 5  # temporal kernel of each E_i (1: per-frame MLP; odd k: two 1-D convs over time)
     n_fusion_heads: int = 4
     unified_dim: int = 2048  # PadMatch output (Eq. 3)
     unet_channels: tuple[int, ...] = (64, 128)  # 1-D UNet widths, one level per entry
@@ -49,6 +49,7 @@ class Pose2GlossConfig:
     dropout: float = 0.1
     max_len: int = 64  # gloss tokens incl. BOS / EOS
     max_frames: int = 1024
+    memory_positions: str = "sinusoidal"  # frame positions in the decoder memory: learned | sinusoidal
     diffusion: bool = True  # False: the decoder reads z0 directly (no inverse diffusion)
     fusion: bool = True  # False: masked mean of track features instead of attention
     num_train_timesteps: int = 1000
@@ -186,8 +187,11 @@ class GlossDecoder(nn.Module):
         nn.init.normal_(self.codebook.weight, std=0.02)  # tied output layer: small initial logits (GPT-2 init)
         with torch.no_grad():
             self.codebook.weight[PAD].zero_()
+        self.d_model = cfg.d_model
         self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
-        self.mem_pos = nn.Embedding(cfg.max_frames, cfg.d_model)
+        if cfg.memory_positions not in ("learned", "sinusoidal"):
+            raise ValueError(f"memory_positions must be 'learned' or 'sinusoidal', got {cfg.memory_positions!r}")
+        self.mem_pos = nn.Embedding(cfg.max_frames, cfg.d_model) if cfg.memory_positions == "learned" else None
         self.memory_proj = nn.Sequential(nn.LayerNorm(cfg.unified_dim), nn.Linear(cfg.unified_dim, cfg.d_model))
         self.memory_encoder = (
             nn.TransformerEncoder(
@@ -208,8 +212,11 @@ class GlossDecoder(nn.Module):
 
     def memory(self, z: torch.Tensor, frame_pad: torch.Tensor | None = None) -> torch.Tensor:
         # (B, T, 2048) -> (B, T, d_model); frame_pad (B, T) True where padding
-        pos = torch.arange(z.shape[1], device=z.device).clamp(max=self.mem_pos.num_embeddings - 1)
-        m = self.memory_proj(z) + self.mem_pos(pos)
+        pos = torch.arange(z.shape[1], device=z.device)
+        if self.mem_pos is None:  # fixed sinusoids: defined for any length, nothing to learn from few utterances
+            m = self.memory_proj(z) + timestep_embedding(pos, self.d_model)
+        else:
+            m = self.memory_proj(z) + self.mem_pos(pos.clamp(max=self.mem_pos.num_embeddings - 1))
         if self.memory_encoder is not None:
             m = self.memory_encoder(m, src_key_padding_mask=frame_pad)
         return m
@@ -238,6 +245,7 @@ class Pose2Gloss(nn.Module):
         self.unet = UNet1D(cfg) if cfg.diffusion else None
         self.decoder = GlossDecoder(cfg)
         self.pose_proj = nn.Linear(cfg.d_track, cfg.d_model)  # pose embedding for the contrastive loss
+        self.ctc_head = nn.Linear(cfg.d_track, cfg.vocab_size)  # per-frame gloss scores for the auxiliary CTC loss
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Pose2Gloss:

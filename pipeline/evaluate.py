@@ -1,0 +1,188 @@
+"""`evaluate@<model>` stage: decode the test splits and score them (Section 5.1).
+
+    python -m pipeline.evaluate pose2gloss [--params params.yaml]
+
+Decodes `test` and `test_unseen` with the `decoding` params and the top-level `temperature` (Table 2: beam 5,
+length penalty 0.7, repetition penalty 2.5, temperature 0.7), and writes
+
+- `metrics/<model>.json`: per split BLEU, corpus BLEU, Best, WER (with substitutions / deletions / insertions),
+  Top-1 and Top-5 (definitions in `pipeline/scoring.py` and the README);
+- `metrics/hypotheses/<model>.csv`: one row per utterance with its reference, hypothesis and sentence scores.
+
+Only the checkpoint, the data and the inference params feed this stage, so `dvc exp run -S temperature=0.3`
+reruns evaluation (and the tables), never training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import fields
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from pipeline import scoring
+from pipeline.corpus.manifest import read_manifest
+from pipeline.data import Utterance, collate, load_split
+from pipeline.decoding import DecodeConfig, decode
+from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
+from pipeline.params import load_params, write_metrics
+from pipeline.vocab import Vocab
+
+SPLITS = ("test", "test_unseen")
+TOP_K = (1, 5)
+# (memory (B, T, d), frame_pad (B, T)) for a list of utterances: how a model turns its input into decoder memory
+MemoryFn = Callable[[list[Utterance], torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
+def decode_config(params: dict) -> DecodeConfig:
+    """The `decoding` params section plus the top-level `temperature`; unknown keys are errors."""
+    section = dict(params.get("decoding", {}) or {})
+    section.pop("batch_size", None)
+    known = {f.name for f in fields(DecodeConfig)} - {"temperature", "seed"}
+    if unknown := sorted(set(section) - known):
+        raise ValueError(f"decoding params: unknown keys {unknown}")
+    return DecodeConfig(**section, temperature=float(params.get("temperature", 0.7)), seed=int(params.get("seed", 0)))
+
+
+def _batches(data: list[Utterance], batch_size: int) -> Iterator[list[Utterance]]:
+    order = sorted(range(len(data)), key=lambda i: len(data[i].features))  # similar lengths pad less
+    for s in range(0, len(order), batch_size):
+        yield [data[i] for i in order[s : s + batch_size]]
+
+
+@torch.no_grad()
+def recognize(
+    model: Pose2Gloss,
+    memory_fn: MemoryFn,
+    data: list[Utterance],
+    vocab: Vocab,
+    dcfg: DecodeConfig,
+    batch_size: int = 32,
+    desc: str = "evaluate",
+) -> dict:
+    """Decode every utterance and count teacher-forced top-k hits.
+
+    Returns {"utt_id", "references", "hypotheses"} lists and {"top<k>": (hits, count)}; the memory is computed
+    once per batch and shared by the search and the teacher-forced pass."""
+    device = next(model.parameters()).device
+    out: dict = {"utt_id": [], "references": [], "hypotheses": []} | {f"top{k}": (0, 0) for k in TOP_K}
+    gen = torch.Generator(device=device).manual_seed(dcfg.seed)
+    for items in tqdm(list(_batches(data, batch_size)), desc=desc, unit="batch", mininterval=2.0):
+        memory, pad = memory_fn(items, gen)
+        ids = decode(model.next_logits_fn(memory, pad), len(items), dcfg, device)
+        targets = collate(items)["targets"].to(device)
+        logits = model.decoder(shift_right(targets), memory, pad)
+        for k in TOP_K:
+            hits, count = scoring.topk_hits(logits, targets, k)
+            out[f"top{k}"] = (out[f"top{k}"][0] + hits, out[f"top{k}"][1] + count)
+        out["utt_id"] += [u.utt_id for u in items]
+        out["references"] += [u.glosses for u in items]
+        out["hypotheses"] += [vocab.decode(row.tolist()) for row in ids]
+    return out
+
+
+def pose2gloss_memory(model: Pose2Gloss) -> MemoryFn:
+    """Stage I reads the fused feature store."""
+    device = next(model.parameters()).device
+
+    def memory_fn(items: list[Utterance], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = {k: v.to(device) for k, v in collate(items).items()}
+        return model.inference_memory(batch["features"], batch["track_mask"], batch["frame_pad"], gen), batch[
+            "frame_pad"
+        ]
+
+    return memory_fn
+
+
+def split_metrics(rec: dict) -> dict:
+    refs, hyps = rec["references"], rec["hypotheses"]
+    w = scoring.wer(refs, hyps)
+    return {
+        "bleu": scoring.bleu(refs, hyps),
+        "corpus_bleu": scoring.corpus_bleu(refs, hyps),
+        "best": scoring.best(refs, hyps),
+        **w,
+        **{f"top{k}": 100 * rec[f"top{k}"][0] / max(1, rec[f"top{k}"][1]) for k in TOP_K},
+        "utterances": len(refs),
+    }
+
+
+def per_utterance(rec: dict, split: str, signers: dict[str, str]) -> pd.DataFrame:
+    rows = []
+    for utt, ref, hyp in zip(rec["utt_id"], rec["references"], rec["hypotheses"]):
+        w = scoring.wer([ref], [hyp])
+        rows.append({
+            "split": split, "utt_id": utt, "signer": signers.get(utt, ""), "reference": ref, "hypothesis": hyp,
+            "bleu": round(scoring.sentence_bleu(ref, hyp), 3),
+            "bleu1": round(scoring.sentence_bleu(ref, hyp, scoring.BLEU1), 3),
+            "wer": round(w["wer"], 3), "substitutions": w["substitutions"], "deletions": w["deletions"],
+            "insertions": w["insertions"],
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def evaluate_pose2gloss(
+    checkpoint: str | os.PathLike,
+    features: str | os.PathLike,
+    corpus: str | os.PathLike,
+    dcfg: DecodeConfig,
+    splits: tuple[str, ...] = SPLITS,
+    batch_size: int = 32,
+    device: str = "auto",
+) -> tuple[dict, pd.DataFrame]:
+    """Metrics per split and the per-utterance table for a Stage I checkpoint."""
+    dev = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
+    )
+    model = Pose2Gloss.from_checkpoint(checkpoint, dev)
+    vocab = Vocab.load(Path(corpus) / "vocab.json")
+    manifest = read_manifest(corpus)
+    signers = dict(zip(manifest.utt_id, manifest.signer))
+    metrics, tables = {}, []
+    for split in splits:
+        data = load_split(features, corpus, vocab, split, max_len=model.cfg.max_len)
+        if not data:
+            continue
+        rec = recognize(model, pose2gloss_memory(model), data, vocab, dcfg, batch_size, desc=f"evaluate {split}")
+        metrics[split] = split_metrics(rec)
+        tables.append(per_utterance(rec, split, signers))
+    return metrics, pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", choices=["pose2gloss"])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--features", default="data/features.zarr")
+    ap.add_argument("--corpus", default="data/corpus")
+    ap.add_argument("--checkpoint", default="models/pose2gloss/best.pt")
+    ap.add_argument("--metrics-dir", default="metrics")
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    dcfg = decode_config(params)
+    batch_size = int((params.get("decoding") or {}).get("batch_size", 32))
+    t0 = time.perf_counter()
+    metrics, table = evaluate_pose2gloss(args.checkpoint, args.features, args.corpus, dcfg, batch_size=batch_size)
+    seconds = time.perf_counter() - t0
+    n = sum(m["utterances"] for m in metrics.values())
+    report = {**metrics, "decoding": vars(dcfg), "seconds": round(seconds, 1),
+              "ms_per_utterance": round(1000 * seconds / max(1, n), 1)}  # fmt: skip
+    out = Path(args.metrics_dir)
+    write_metrics(out / f"{args.model}.json", report)
+    (out / "hypotheses").mkdir(parents=True, exist_ok=True)
+    tmp = out / "hypotheses" / f".{args.model}.csv.tmp"
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, out / "hypotheses" / f"{args.model}.csv")
+    for split, m in metrics.items():
+        print(f"evaluate {args.model} {split}: WER {m['wer']:.2f}  BLEU {m['bleu']:.2f}  Top-5 {m['top5']:.2f}"
+              f"  Best {m['best']:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""The evaluate stage's parts that do not need a trained model."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from pipeline.evaluate import decode_config, per_utterance, split_metrics
+
+
+def test_decode_config_takes_the_top_level_temperature_and_refuses_unknown_keys():
+    cfg = decode_config({"temperature": 0.3, "seed": 9, "decoding": {"beam_size": 3, "batch_size": 8}})
+    assert (cfg.temperature, cfg.seed, cfg.beam_size, cfg.strategy) == (0.3, 9, 3, "beam")
+    with pytest.raises(ValueError, match="unknown keys"):
+        decode_config({"decoding": {"beams": 3}})
+
+
+def test_split_metrics_and_per_utterance_rows():
+    rec = {"utt_id": ["a", "b"], "references": ["#IF POSS-1p", "DATE/DESSERT EACH+ONE X"],
+           "hypotheses": ["#IF POSS-1p", "DATE/DESSERT"], "top1": (3, 5), "top5": (5, 5)}  # fmt: skip
+    m = split_metrics(rec)
+    assert m["wer"] == pytest.approx(40.0) and m["deletions"] == 2
+    assert (m["top1"], m["top5"], m["utterances"]) == (60.0, 100.0, 2)
+    assert m["best"] == pytest.approx(100.0)
+    rows = per_utterance(rec, "test", {"a": "s01"})
+    assert isinstance(rows, pd.DataFrame) and list(rows.signer) == ["s01", ""]
+    assert list(rows.wer) == [0.0, pytest.approx(66.667, abs=1e-3)]
+    assert rows.iloc[1].hypothesis == "DATE/DESSERT"
