@@ -93,7 +93,7 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device)
 def bench_decoding(params: dict, repeats: int, device: torch.device) -> dict:
     model = Pose2Gloss.from_checkpoint(ROOT / "models/pose2gloss/best.pt", device)
     vocab = Vocab.load(CORPUS / "vocab.json")
-    data = load_split(FEATURES, CORPUS, vocab, "test", max_len=model.cfg.max_len)
+    data = load_split(FEATURES, CORPUS, vocab, "test", max_len=model.cfg.max_len, **model.data_options)
     beam = decode_config(params)
     greedy = dataclasses.replace(beam, strategy="greedy")
     memory_fn = pose2gloss_memory(model)

@@ -146,7 +146,7 @@ def evaluate_pose2gloss(
     signers = dict(zip(manifest.utt_id, manifest.signer))
     metrics, tables = {}, []
     for split in splits:
-        data = load_split(features, corpus, vocab, split, max_len=model.cfg.max_len)
+        data = load_split(features, corpus, vocab, split, max_len=model.cfg.max_len, **model.data_options)
         if not data:
             continue
         rec = recognize(model, pose2gloss_memory(model), data, vocab, dcfg, batch_size, desc=f"evaluate {split}")

@@ -50,7 +50,7 @@ def run_ablation(
     for period, name in PERIODS.items():
         model = Pose2Gloss.from_checkpoint(Path(models) / name, resolve_device())
         if data is None:  # every checkpoint has the same config: load the split once
-            data = load_split(features, corpus, vocab, split, max_len=model.cfg.max_len)
+            data = load_split(features, corpus, vocab, split, max_len=model.cfg.max_len, **model.data_options)
         for t in temperatures:
             dcfg = dataclasses.replace(base, temperature=t)
             rec = recognize(model, pose2gloss_memory(model), data, vocab, dcfg, batch_size, f"{period} T={t}")

@@ -17,6 +17,7 @@ import math
 import os
 import resource
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -26,9 +27,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pipeline import data as data_module
 from pipeline.data import Utterance, augment, bucket_batches, collate, load_split
 from pipeline.decoding import greedy
 from pipeline.devices import autocast, resolve_device
+from pipeline.nets import losses as losses_module
+from pipeline.nets import pose2gloss as pose2gloss_net
 from pipeline.nets.losses import (
     LOSS_NAMES,
     LossWeighting,
@@ -82,9 +86,12 @@ class TrainConfig:
 def run_fingerprint(
     model_cfg: Pose2GlossConfig, cfg: TrainConfig, features: str | os.PathLike, corpus: str | os.PathLike
 ) -> str:
-    """What a checkpoint must match to be resumed: both configs, the store's index and statistics, the vocabulary."""
+    """What a checkpoint must match to be resumed: both configs, the store's index and statistics, the vocabulary
+    and the training code itself (a fixed bug must retrain, not resume a finished run)."""
     store = FrameStore(features)
     h = hashlib.sha256(json.dumps([asdict(model_cfg), asdict(cfg)], sort_keys=True, default=str).encode())
+    for module in (sys.modules[__name__], pose2gloss_net, losses_module, data_module):
+        h.update(Path(module.__file__).read_bytes())
     h.update(store.offsets.tobytes())
     h.update(json.dumps(store.attrs, sort_keys=True, default=str).encode())
     h.update((Path(corpus) / "vocab.json").read_bytes())
@@ -187,9 +194,10 @@ def train(
     torch.set_num_threads(os.cpu_count() or 1)
     vocab = Vocab.load(Path(corpus) / "vocab.json")
     model_cfg.vocab_size = len(vocab)
-    load = dict(tracks=cfg.tracks, frame_stride=cfg.frame_stride, max_frames=cfg.max_frames, max_len=model_cfg.max_len)
-    train_data = load_split(features, corpus, vocab, "train", **load)
-    val_data = load_split(features, corpus, vocab, "val", **load)
+    # how the model reads the store; saved in every checkpoint so that evaluation reads it the same way
+    data_options = dict(tracks=cfg.tracks, frame_stride=cfg.frame_stride, max_frames=cfg.max_frames)
+    train_data = load_split(features, corpus, vocab, "train", **data_options, max_len=model_cfg.max_len)
+    val_data = load_split(features, corpus, vocab, "val", **data_options, max_len=model_cfg.max_len)
     if not train_data:
         raise ValueError("the train split is empty")
 
@@ -239,12 +247,16 @@ def train(
                 "torch_rng": torch.get_rng_state(),
                 "state": state,
                 "model_config": asdict(model_cfg),
+                "data_options": data_options,
                 "train_config": asdict(cfg),
                 "fingerprint": fingerprint,
             },  # fmt: skip
             tmp,
         )
         os.replace(tmp, path)
+
+    def save_weights(path: Path) -> None:  # what inference needs, without the optimizer state
+        torch.save({"model": model.state_dict(), "model_config": asdict(model_cfg), "data_options": data_options}, path)
 
     live = None
     if live_dir is not None:
@@ -296,7 +308,7 @@ def train(
             record["val/wer"] = evaluate_wer(model, val_data, vocab, device)["wer"]
             if record["val/wer"] < state["best_wer"]:
                 state["best_wer"] = record["val/wer"]
-                torch.save({"model": model.state_dict(), "model_config": asdict(model_cfg)}, out_dir / "best.pt")
+                save_weights(out_dir / "best.pt")
         record["lr"] = lr_sched.get_last_lr()[0]
         state["history"].append(record)
         if live is not None:
@@ -308,7 +320,7 @@ def train(
         save(last)
     bar.close()
     if not (out_dir / "best.pt").exists():
-        torch.save({"model": model.state_dict(), "model_config": asdict(model_cfg)}, out_dir / "best.pt")
+        save_weights(out_dir / "best.pt")
     if live is not None:
         live.end()
     return {

@@ -249,13 +249,16 @@ class Pose2Gloss(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Pose2Gloss:
-        """A model saved by `train_pose2gloss` (`best.pt`, `q25.pt`, ..., `last.pt`), in eval mode."""
+        """A model saved by `train_pose2gloss` (`best.pt`, `q25.pt`, ..., `last.pt`), in eval mode, with the
+        `data_options` its inputs must be read with."""
         if not Path(path).exists():
             raise FileNotFoundError(f"no Pose2Gloss checkpoint at {path}: run the train_pose2gloss stage first")
         ck = torch.load(path, map_location=map_location, weights_only=False)
         cfg = Pose2GlossConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ck["model_config"].items()})
         model = cls(cfg).to(map_location)
         model.load_state_dict(ck["model"])
+        # how it read the feature store in training (tracks, frame_stride, max_frames): `load_split` keywords
+        model.data_options = dict(ck.get("data_options") or {})
         return model.eval()
 
     def encode(self, x: torch.Tensor, track_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
