@@ -3,6 +3,7 @@
     python -m pipeline.tables              # writes metrics/tables.md (the DVC stage)
     python -m pipeline.tables collect      # gathers Table 5 cells from `dvc exp show --json` into
                                            # metrics/table5_runs.json (git-tracked), then `dvc repro tables`
+    python -m pipeline.tables ablations    # a markdown table of the `abl-*` experiments' best val WER
 
 Table 3 (BLEU / Top-5 / Best, plus WER) comes from `metrics/pose2gloss.json` and `metrics/video2gloss.json` of the
 current workspace, on `test` and `test_unseen`. Table 5 needs one experiment per column (isolated recognition at
@@ -58,6 +59,11 @@ def table3(metrics_dir: Path) -> list[str]:
                 cells = [_fmt(s["bleu"]), _fmt(s["top5"]), _fmt(s["best"]), _fmt(s["wer"])]
             lines.append(f"| {title} | {split} | " + " | ".join(cells)
                          + f" | {paper['bleu']:.2f} | {paper['top5']:.2f} | {paper['best']:.2f} |")  # fmt: skip
+    base = (_read(metrics_dir / "pose2gloss.json") or {}).get("baseline_most_frequent_sequence")
+    for split in ("test", "test_unseen"):
+        if base and split in base:
+            lines.append(f"| always the most frequent train sequence | {split} | {_fmt(base[split]['bleu'])} | — | — "
+                         f"| {_fmt(base[split]['wer'])} | | | |")  # fmt: skip
     return lines
 
 
@@ -138,16 +144,53 @@ def collect(exp_show: list | dict) -> dict:
     return runs
 
 
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def ablation_table(exp_show: list | dict, prefix: str = "abl-") -> list[str]:
+    """A markdown table of the Stage I experiments named `<prefix>...`: the params that differ from the
+    workspace's and their best validation WER (from `metrics/pose2gloss_train.json`)."""
+    found: list[dict] = []
+    _walk_experiments(exp_show, found)
+
+    def params(e: dict) -> dict:
+        return _flatten(((e["params"] or {}).get("params.yaml") or {}).get("data") or {})
+
+    def val_wer(e: dict) -> float | None:
+        return (((e["metrics"] or {}).get("metrics/pose2gloss_train.json") or {}).get("data") or {}).get("best_val_wer")
+
+    base = next((e for e in found if e["rev"] == "workspace"), None)
+    base_params = params(base) if base else {}
+    lines = ["| experiment | changed params | best val WER |", "|---|---|---:|"]
+    if base:
+        lines.append(f"| defaults (workspace) | — | {_fmt(val_wer(base))} |")
+    for e in sorted((e for e in found if str(e["name"]).startswith(prefix)), key=lambda e: str(e["name"])):
+        changed = {k: v for k, v in params(e).items() if base_params.get(k) != v}
+        desc = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in sorted(changed.items())) or "—"
+        lines.append(f"| {e['name']} | {desc} | {_fmt(val_wer(e))} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", nargs="?", default="render", choices=["render", "collect"])
+    ap.add_argument("command", nargs="?", default="render", choices=["render", "collect", "ablations"])
     ap.add_argument("--metrics-dir", default="metrics")
     args = ap.parse_args(argv)
     metrics_dir = Path(args.metrics_dir)
-    if args.command == "collect":
+    if args.command in ("collect", "ablations"):
         proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"dvc exp show failed:\n{proc.stderr}")
+        if args.command == "ablations":
+            print("\n".join(ablation_table(json.loads(proc.stdout))))
+            return
         runs = collect(json.loads(proc.stdout))
         (metrics_dir / "table5_runs.json").write_text(json.dumps(runs, indent=2) + "\n")
         print(f"tables collect: {len(runs)} of {len(TABLE5_COLUMNS)} Table 5 columns have a run: {sorted(runs)}")

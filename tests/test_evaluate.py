@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipeline.evaluate import decode_config, per_utterance, split_metrics
+from pipeline.evaluate import decode_config, most_frequent_sequence_baseline, per_utterance, split_metrics
 
 
 def test_decode_config_takes_the_top_level_temperature_and_refuses_unknown_keys():
@@ -26,3 +26,15 @@ def test_split_metrics_and_per_utterance_rows():
     assert isinstance(rows, pd.DataFrame) and list(rows.signer) == ["s01", ""]
     assert list(rows.wer) == [0.0, pytest.approx(66.667, abs=1e-3)]
     assert rows.iloc[1].hypothesis == "DATE/DESSERT"
+
+
+def test_most_frequent_sequence_baseline():
+    manifest = pd.DataFrame({
+        "split": ["train", "train", "train", "test", "test"],
+        "glosses": ["A B", "C", "A B", "A B", "D E F G"],
+    })  # fmt: skip
+    out = most_frequent_sequence_baseline(manifest, ("test",))
+    assert out["sequence"] == "A B"
+    # "A B" vs "A B": 0 errors; vs "D E F G": 2 substitutions + 2 deletions -> 4 / 6 glosses
+    assert out["test"]["wer"] == pytest.approx(400 / 6)
+    assert out["test"]["bleu"] == pytest.approx(50.0)

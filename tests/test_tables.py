@@ -48,3 +48,22 @@ def test_render_puts_our_numbers_beside_the_paper(tmp_path):
     assert "| Pose2Gloss | test_unseen | 41.23 | 77.00 | 100.00 | 30.00 |" in text
     assert "| Video2Gloss | test | not run |" in text
     assert "temperature 0.3" in text and "100 glosses" in text
+
+
+def test_ablation_table_lists_changed_params_and_val_wer():
+    def exp(name, rev, p2g, wer):
+        return {"rev": rev, "name": name, "data": {
+            "timestamp": None, "params": {"params.yaml": {"data": {"seed": 1, "pose2gloss": p2g}}},
+            "metrics": {"metrics/pose2gloss_train.json": {"data": {"best_val_wer": wer}}}}}  # fmt: skip
+
+    base = {"diffusion": True, "losses": {"text": True, "ctc": True}}
+    show = [{**exp(None, "workspace", base, 29.6), "experiments": [
+        {"revs": [exp("abl-no-ctc", "r1", {**base, "losses": {"text": True, "ctc": False}}, 31.0)]},
+        {"revs": [exp("abl-diffusion", "r2", {**base, "diffusion": False}, 27.4)]},
+        {"revs": [exp("other", "r3", {**base, "diffusion": False}, 1.0)]},
+    ]}]  # fmt: skip
+    lines = tables.ablation_table(show)
+    assert lines[2] == "| defaults (workspace) | — | 29.60 |"
+    assert lines[3] == "| abl-diffusion | `pose2gloss.diffusion=false` | 27.40 |"
+    assert lines[4] == "| abl-no-ctc | `pose2gloss.losses.ctc=false` | 31.00 |"
+    assert len(lines) == 5  # experiments without the prefix are left out
