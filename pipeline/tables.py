@@ -185,7 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     metrics_dir = Path(args.metrics_dir)
     if args.command in ("collect", "ablations"):
-        proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "dvc", "exp", "show", "--json", "--all-commits"], capture_output=True, text=True
+        )
         if proc.returncode != 0:
             raise SystemExit(f"dvc exp show failed:\n{proc.stderr}")
         if args.command == "ablations":
