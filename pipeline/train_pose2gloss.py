@@ -185,10 +185,16 @@ def train(
     out_dir: str | os.PathLike,
     live_dir: str | os.PathLike | None = None,
     max_steps: int | None = None,
+    work_dir: str | os.PathLike | None = None,
 ) -> dict:
-    """Train (or resume) Stage I. `max_steps` stops early without finishing (used to test kill-and-resume)."""
+    """Train (or resume) Stage I. `max_steps` stops early without finishing (used to test kill-and-resume).
+
+    Checkpoints are written to `work_dir` (default: `out_dir`) and moved to `out_dir` when training finishes.
+    The stage uses a work folder outside its DVC output, which DVC deletes before rerunning a stage: a killed run
+    resumes from `work_dir/last.pt`, and the output stays an ordinary cached output (run-cache included)."""
     t0 = time.perf_counter()
-    out_dir = Path(out_dir)
+    final_dir = Path(out_dir)
+    out_dir = Path(work_dir) if work_dir is not None else final_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -218,8 +224,8 @@ def train(
     if last.exists():
         ck = torch.load(last, map_location=device, weights_only=False)
         if ck.get("fingerprint") != fingerprint:
-            # the output folder is kept between runs (DVC `persist`) so that a killed run resumes; a run with other
-            # params or data must start afresh instead of continuing someone else's optimisation
+            # the work folder outlives a killed run so that it resumes; a run with other params, data or code must
+            # start afresh instead of continuing someone else's optimisation
             print(f"train_pose2gloss: {last} is from other params or data; starting afresh")
             for old in out_dir.glob("*.pt"):
                 old.unlink()
@@ -323,6 +329,11 @@ def train(
         save_weights(out_dir / "best.pt")
     if live is not None:
         live.end()
+    if out_dir != final_dir:  # finished: publish the checkpoints, drop the work folder (nothing left to resume)
+        final_dir.mkdir(parents=True, exist_ok=True)
+        for ck in out_dir.glob("*.pt"):
+            shutil.copy2(ck, final_dir / ck.name)
+        shutil.rmtree(out_dir)
     return {
         "epochs": cfg.epochs,
         "steps": state["step"],
@@ -367,12 +378,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--features", default="data/features.zarr")
     ap.add_argument("--corpus", default="data/corpus")
     ap.add_argument("--out", default="models/pose2gloss")
+    ap.add_argument("--work", default="models/.work/pose2gloss", help="checkpoints while training (resume point)")
     ap.add_argument("--metrics", default="metrics/pose2gloss_train.json")
     ap.add_argument("--live", default="metrics/train_pose2gloss")
     args = ap.parse_args(argv)
     params = load_params(args.params)
     model_cfg, train_cfg = configs_from_params(params.get("pose2gloss", {}) or {}, int(params.get("seed", 0)))
-    summary = train(model_cfg, train_cfg, args.features, args.corpus, args.out, args.live)
+    summary = train(model_cfg, train_cfg, args.features, args.corpus, args.out, args.live, work_dir=args.work)
     write_metrics(args.metrics, summary)
     print(f"train_pose2gloss: best val WER {summary['best_val_wer']:.2f} in {summary['train_seconds']} s")
 

@@ -155,7 +155,7 @@ def test_overfits_one_small_batch_to_zero_error(diffusion, seed):
     targets[:, -1] = EOS
     sched, ddim = make_schedulers(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(500):
+    for _ in range(800):
         f, z0 = model.encode(x, mask)
         if diffusion:
             t = torch.randint(0, 1000, (len(x),))

@@ -87,10 +87,13 @@ def test_kill_and_resume_gives_the_same_weights(features, tmp_path):
     m1, t1 = configs_from_params(params, seed=3)
     whole = train(m1, t1, store, corpus, tmp_path / "whole", live_dir=tmp_path / "live")
     m2, t2 = configs_from_params(params, seed=3)
-    stopped = train(m2, t2, store, corpus, tmp_path / "resumed", max_steps=3)  # "killed" after 3 steps
-    assert stopped == {"stopped_at_step": 3}
+    work = tmp_path / "work"
+    stopped = train(m2, t2, store, corpus, tmp_path / "resumed", max_steps=3, work_dir=work)  # "killed"
+    assert stopped == {"stopped_at_step": 3} and (work / "last.pt").exists()
+    shutil.rmtree(tmp_path / "resumed", ignore_errors=True)  # DVC deletes a stage's outputs before rerunning it
     m3, t3 = configs_from_params(params, seed=3)
-    train(m3, t3, store, corpus, tmp_path / "resumed")
+    train(m3, t3, store, corpus, tmp_path / "resumed", work_dir=work)
+    assert not work.exists()  # finished: the checkpoints were published, nothing is left to resume
     a = torch.load(tmp_path / "whole/last.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "resumed/last.pt", weights_only=False)["model"]
     assert a.keys() == b.keys()
