@@ -7,7 +7,8 @@ length penalty 0.7, repetition penalty 2.5, temperature 0.7), and writes
 
 - `metrics/<model>.json`: per split BLEU, corpus BLEU, Best, WER (with substitutions / deletions / insertions),
   Top-1 and Top-5 (definitions in `pipeline/scoring.py` and the README);
-- `metrics/hypotheses/<model>.csv` (DVC-cached): one row per utterance with its reference, hypothesis and sentence scores.
+- `metrics/hypotheses/<model>.csv` (DVC-cached): one row per utterance with its reference, hypothesis and
+  sentence scores.
 
 Only the checkpoint, the data and the inference params feed this stage, so `dvc exp run -S temperature=0.3`
 reruns evaluation (and the tables), never training.
