@@ -79,20 +79,32 @@ def apply_repetition_penalty(logits: torch.Tensor, tokens: torch.Tensor, penalty
     return logits.scatter(1, tokens, seen)
 
 
-@torch.no_grad()
-def greedy(next_logits: NextLogits, batch_size: int, max_len: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The arg-max gloss at each step until every sequence has emitted EOS."""
+def _token_by_token(
+    next_logits: NextLogits,
+    batch_size: int,
+    max_len: int,
+    choose: Callable[[torch.Tensor], torch.Tensor],
+    device: torch.device | str,
+) -> torch.Tensor:
+    """The left-to-right loop greedy decoding and sampling share: `choose` maps the (B, V) logits (PAD, BOS and
+    UNK banned) to each sequence's next token; a finished sequence is padded."""
     tokens = torch.full((batch_size, 1), BOS, dtype=torch.long, device=device)
     rows = torch.arange(batch_size, device=device)
     done = torch.zeros(batch_size, dtype=torch.bool, device=device)
     for _ in range(max_len):
-        nxt = _banned(next_logits(tokens, rows)).argmax(-1)
+        nxt = choose(_banned(next_logits(tokens, rows)))
         nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
         tokens = torch.cat([tokens, nxt[:, None]], dim=1)
         done |= nxt == EOS
         if done.all():
             break
     return tokens[:, 1:]
+
+
+@torch.no_grad()
+def greedy(next_logits: NextLogits, batch_size: int, max_len: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The arg-max gloss at each step until every sequence has emitted EOS."""
+    return _token_by_token(next_logits, batch_size, max_len, lambda logits: logits.argmax(-1), device)
 
 
 @torch.no_grad()
@@ -180,18 +192,12 @@ def sample(
 ) -> torch.Tensor:
     """Ancestral sampling from softmax(logits / temperature) restricted to the top-k glosses and then to the
     smallest set whose probability reaches top_p (the most likely gloss always stays)."""
-    tokens = torch.full((batch_size, 1), BOS, dtype=torch.long, device=device)
-    rows = torch.arange(batch_size, device=device)
-    done = torch.zeros(batch_size, dtype=torch.bool, device=device)
-    for _ in range(max_len):
-        probs = torch.softmax(filter_top_k_top_p(_banned(next_logits(tokens, rows)) / temperature, top_k, top_p), -1)
-        nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        nxt = torch.where(done, torch.full_like(nxt, PAD), nxt)
-        tokens = torch.cat([tokens, nxt[:, None]], dim=1)
-        done |= nxt == EOS
-        if done.all():
-            break
-    return tokens[:, 1:]
+
+    def choose(logits: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(filter_top_k_top_p(logits / temperature, top_k, top_p), -1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+    return _token_by_token(next_logits, batch_size, max_len, choose, device)
 
 
 def filter_top_k_top_p(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
