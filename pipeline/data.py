@@ -27,6 +27,10 @@ class Utterance:
     target: np.ndarray  # (L,) int64: gloss ids then EOS
     glosses: str
 
+    @property
+    def n_frames(self) -> int:
+        return len(self.features)
+
 
 def load_split(
     features: str | os.PathLike,
@@ -122,19 +126,24 @@ def bucket_batches(lengths: list[int], batch_size: int, rng: np.random.Generator
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def pad_targets(targets: list[np.ndarray]) -> torch.Tensor:
+    """Gloss id sequences (each ending in EOS) -> (B, L) int64, PAD after the end."""
+    out = torch.full((len(targets), max(len(t) for t in targets)), PAD, dtype=torch.long)
+    for b, t in enumerate(targets):
+        out[b, : len(t)] = torch.from_numpy(np.asarray(t, dtype=np.int64))
+    return out
+
+
 def collate(items: list[Utterance]) -> dict[str, torch.Tensor]:
     """Pad to the longest item: features (B, T, 1959), track_mask (B, T, 5), frame_pad (B, T), targets (B, L)."""
     B = len(items)
     T = max(len(u.features) for u in items)
-    L = max(len(u.target) for u in items)
     x = torch.zeros(B, T, extractors.FUSED_DIMS)
     mask = torch.zeros(B, T, len(extractors.TRACK_ORDER), dtype=torch.bool)
     pad = torch.ones(B, T, dtype=torch.bool)
-    targets = torch.full((B, L), PAD, dtype=torch.long)
     for b, u in enumerate(items):
         n = len(u.features)
         x[b, :n] = torch.from_numpy(u.features)
         mask[b, :n] = torch.from_numpy(u.track_mask)
         pad[b, :n] = False
-        targets[b, : len(u.target)] = torch.from_numpy(u.target)
-    return {"features": x, "track_mask": mask, "frame_pad": pad, "targets": targets}
+    return {"features": x, "track_mask": mask, "frame_pad": pad, "targets": pad_targets([u.target for u in items])}

@@ -1,6 +1,6 @@
 """`evaluate@<model>` stage: decode the test splits and score them (Section 5.1).
 
-    python -m pipeline.evaluate pose2gloss [--params params.yaml]
+    python -m pipeline.evaluate pose2gloss|video2gloss [--params params.yaml]
 
 Decodes `test` and `test_unseen` with the `decoding` params and the top-level `temperature` (Table 2: beam 5,
 length penalty 0.7, repetition penalty 2.5, temperature 0.7), and writes
@@ -23,16 +23,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
+from extractors import TRACK_ORDER
 from pipeline import scoring
 from pipeline.corpus.manifest import read_manifest
-from pipeline.data import Utterance, collate, load_split
+from pipeline.data import Utterance, collate, load_split, pad_targets
 from pipeline.decoding import DecodeConfig, decode
+from pipeline.devices import autocast, resolve_device
 from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
+from pipeline.nets.video2pose import Video2Pose
 from pipeline.params import load_params, write_metrics
+from pipeline.video import Clip, FrameCache, FrameSpec, load_clips, pad_frames
 from pipeline.vocab import Vocab
 
 SPLITS = ("test", "test_unseen")
@@ -51,8 +56,8 @@ def decode_config(params: dict) -> DecodeConfig:
     return DecodeConfig(**section, temperature=float(params.get("temperature", 0.7)), seed=int(params.get("seed", 0)))
 
 
-def _batches(data: list[Utterance], batch_size: int) -> Iterator[list[Utterance]]:
-    order = sorted(range(len(data)), key=lambda i: len(data[i].features))  # similar lengths pad less
+def _batches(data: list, batch_size: int) -> Iterator[list]:
+    order = sorted(range(len(data)), key=lambda i: data[i].n_frames)  # similar lengths pad less
     for s in range(0, len(order), batch_size):
         yield [data[i] for i in order[s : s + batch_size]]
 
@@ -77,7 +82,7 @@ def recognize(
     for items in tqdm(list(_batches(data, batch_size)), desc=desc, unit="batch", mininterval=2.0):
         memory, pad = memory_fn(items, gen)
         ids = decode(model.next_logits_fn(memory, pad), len(items), dcfg, device)
-        targets = collate(items)["targets"].to(device)
+        targets = pad_targets([u.target for u in items]).to(device)
         logits = model.decoder(shift_right(targets), memory, pad)
         for k in TOP_K:
             hits, count = scoring.topk_hits(logits, targets, k)
@@ -99,6 +104,27 @@ def pose2gloss_memory(model: Pose2Gloss) -> MemoryFn:
         ]
 
     return memory_fn
+
+
+def video2gloss_memory(v2p: Video2Pose, p2g: Pose2Gloss, cache: FrameCache) -> MemoryFn:
+    """Video2Gloss: cached video frames -> Video2Pose -> every track predicted on every frame -> frozen Stage I."""
+    device = next(p2g.parameters()).device
+
+    def memory_fn(items: list[Clip], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = pad_frames([np.asarray(cache.get(c.video)[: c.n_frames]) for c in items])
+        frames, pad = batch["frames"].to(device), batch["frame_pad"].to(device)
+        with autocast(device):
+            poses = v2p(frames, pad).float()
+        return p2g.inference_memory(poses, predicted_track_mask(p2g, pad), pad, gen), pad
+
+    return memory_fn
+
+
+def predicted_track_mask(p2g: Pose2Gloss, frame_pad: torch.Tensor) -> torch.Tensor:
+    """(B, T, 5): Video2Pose predicts every track on every real frame; Stage I reads the tracks it was trained on."""
+    tracks = p2g.data_options.get("tracks")
+    use = torch.tensor([tracks is None or t in tracks for t in TRACK_ORDER], device=frame_pad.device)
+    return (~frame_pad).unsqueeze(-1) & use
 
 
 def split_metrics(rec: dict) -> dict:
@@ -153,9 +179,7 @@ def evaluate_pose2gloss(
     device: str = "auto",
 ) -> tuple[dict, pd.DataFrame]:
     """Metrics per split and the per-utterance table for a Stage I checkpoint."""
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
-    )
+    dev = resolve_device(device)
     model = Pose2Gloss.from_checkpoint(checkpoint, dev)
     vocab = Vocab.load(Path(corpus) / "vocab.json")
     manifest = read_manifest(corpus)
@@ -171,20 +195,65 @@ def evaluate_pose2gloss(
     return metrics, pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
+def evaluate_video2gloss(
+    checkpoint: str | os.PathLike,
+    pose2gloss: str | os.PathLike,
+    corpus: str | os.PathLike,
+    dcfg: DecodeConfig,
+    frame_cache: str | os.PathLike,
+    splits: tuple[str, ...] = SPLITS,
+    batch_size: int = 32,
+    device: str = "auto",
+) -> tuple[dict, pd.DataFrame]:
+    """Metrics per split and the per-utterance table for Video2Gloss: Video2Pose then the frozen Stage I.
+
+    A video that cannot be decoded is reported (`skipped` in the split's metrics, with the reason) and scored as an
+    empty hypothesis, so it counts against WER and BLEU instead of silently leaving the test set."""
+    dev = resolve_device(device)
+    v2p = Video2Pose.from_checkpoint(checkpoint, dev)
+    p2g = Pose2Gloss.from_checkpoint(pose2gloss, dev)
+    cache = FrameCache(frame_cache, FrameSpec(**v2p.frame_options))
+    vocab = Vocab.load(Path(corpus) / "vocab.json")
+    manifest = read_manifest(corpus)
+    signers = dict(zip(manifest.utt_id, manifest.signer))
+    glosses = dict(zip(manifest.utt_id, manifest.glosses))
+    metrics, tables = {}, []
+    for split in splits:
+        clips, skipped = load_clips(corpus, vocab, split, cache, max_len=p2g.cfg.max_len)
+        if not clips and not skipped:
+            continue
+        memory_fn = video2gloss_memory(v2p, p2g, cache)
+        rec = recognize(p2g, memory_fn, clips, vocab, dcfg, batch_size, desc=f"evaluate {split}")
+        for utt, reason in skipped.items():
+            print(f"evaluate video2gloss: {utt} scored as an empty hypothesis: {reason}")
+            rec["utt_id"].append(utt)
+            rec["references"].append(glosses[utt])
+            rec["hypotheses"].append("")
+        metrics[split] = split_metrics(rec) | {"skipped": skipped}
+        tables.append(per_utterance(rec, split, signers))
+    return metrics, pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", choices=["pose2gloss"])
+    ap.add_argument("model", choices=["pose2gloss", "video2gloss"])
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--features", default="data/features.zarr")
     ap.add_argument("--corpus", default="data/corpus")
-    ap.add_argument("--checkpoint", default="models/pose2gloss/best.pt")
+    ap.add_argument("--pose2gloss", default="models/pose2gloss/best.pt", help="the (frozen) Stage I checkpoint")
+    ap.add_argument("--video2pose", default="models/video2pose/best.pt", help="the Stage II checkpoint")
+    ap.add_argument("--frame-cache", default="data/frame_cache")
     ap.add_argument("--metrics-dir", default="metrics")
     args = ap.parse_args(argv)
     params = load_params(args.params)
     dcfg = decode_config(params)
     batch_size = int((params.get("decoding") or {}).get("batch_size", 32))
     t0 = time.perf_counter()
-    metrics, table = evaluate_pose2gloss(args.checkpoint, args.features, args.corpus, dcfg, batch_size=batch_size)
+    if args.model == "pose2gloss":
+        metrics, table = evaluate_pose2gloss(args.pose2gloss, args.features, args.corpus, dcfg, batch_size=batch_size)
+    else:
+        metrics, table = evaluate_video2gloss(args.video2pose, args.pose2gloss, args.corpus, dcfg, args.frame_cache,
+                                              batch_size=batch_size)  # fmt: skip
     metrics["baseline_most_frequent_sequence"] = most_frequent_sequence_baseline(read_manifest(args.corpus))
     seconds = time.perf_counter() - t0
     n = sum(m.get("utterances", 0) for m in metrics.values())

@@ -37,5 +37,20 @@ def small_corpus(tmp_path_factory):
     return cfg, out, summary
 
 
+@pytest.fixture(scope="session")
+def features(small_corpus, tmp_path_factory):
+    """(corpus directory, fused store) of the small corpus, every track extracted with its simulated backend."""
+    import extractors
+    from pipeline import extract
+    from pipeline.fuse import fuse
+
+    _, corpus, _ = small_corpus
+    out = tmp_path_factory.mktemp("features")
+    for t in extractors.TRACK_ORDER:
+        extract.extract_track(t, corpus, out / "tracks", seed=1, workers=1)
+    fuse(corpus, out / "tracks", out / "features.zarr")
+    return corpus, out / "features.zarr"
+
+
 def replace(cfg: CorpusConfig, **kw) -> CorpusConfig:
     return dataclasses.replace(cfg, **kw)

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,13 @@ TINY_POSE2GLOSS = dict(
     d_track=16, unified_dim=32, unet_channels=[8, 16], d_model=32, n_decoder_layers=1, n_decoder_heads=2,
     n_fusion_heads=2, epochs=2, batch_size=8, inference_steps=2,
 )  # fmt: skip
-TRAINING = {"train_pose2gloss", "evaluate@pose2gloss", "temperature_ablation", "tables"}  # all after fuse
+TINY_VIDEO2POSE = dict(
+    img_size=32, patch_size=16, vit_dim=32, vit_depth=1, vit_heads=2, d_temporal=32, temporal_layers=1,
+    temporal_heads=2, epochs=1, batch_size=8,
+)  # fmt: skip
+# every stage after fuse
+TRAINING = {"train_pose2gloss", "evaluate@pose2gloss", "temperature_ablation", "train_video2pose",
+            "evaluate@video2gloss", "tables"}  # fmt: skip
 
 
 def _env() -> dict[str, str]:
@@ -68,6 +75,7 @@ def repo(tmp_path) -> Path:
         shutil.copy(ROOT / name, repo / name)
     _set_params(repo, "corpus", **TINY_CORPUS)
     _set_params(repo, "pose2gloss", **TINY_POSE2GLOSS)
+    _set_params(repo, "video2pose", **TINY_VIDEO2POSE)
     _run(["git", "init", "-q"], repo)
     _run(["git", "config", "user.name", "signx tests"], repo)
     _run(["git", "config", "user.email", "tests@signx.invalid"], repo)
@@ -83,6 +91,8 @@ def test_repro_then_nothing_to_do_then_param_change_reruns_prepare(repo):
     assert _stages_run(out) == {"prepare", "fuse"} | {f"extract@{t}" for t in TRACKS} | TRAINING
     assert (repo / "data/features.zarr").exists()
     assert {p.name for p in (repo / "models/pose2gloss").glob("*.pt")} >= {"best.pt", "last.pt", "q100.pt"}
+    assert {p.name for p in (repo / "models/video2pose").glob("*.pt")} == {"best.pt", "last.pt"}
+    assert not (repo / "models/.work").exists() or not any((repo / "models/.work").iterdir())
     assert (repo / "data/corpus/manifest.parquet").exists()
     assert (repo / "metrics/corpus.json").exists() and (repo / "metrics/corpus_preview.png").exists()
     manifest_before = (repo / "data/corpus/manifest.parquet").read_bytes()
@@ -125,13 +135,42 @@ def test_prepare_with_bad_params_fails_clearly(repo):
 def test_temperature_experiment_reruns_only_evaluation_and_tables(repo):
     _dvc("repro", cwd=repo)
     for name in ("metrics/pose2gloss.json", "metrics/tables.md", "metrics/hypotheses/pose2gloss.csv",
-                 "metrics/temperature_ablation.json", "metrics/temperature_ablation.png"):  # fmt: skip
+                 "metrics/temperature_ablation.json", "metrics/temperature_ablation.png", "metrics/video2gloss.json",
+                 "metrics/hypotheses/video2gloss.csv"):  # fmt: skip
         assert (repo / name).exists(), name
     _run(["git", "add", "-A"], repo)
     _run(["git", "commit", "-qm", "baseline"], repo)
     out = _dvc("exp", "run", "-S", "temperature=0.3", cwd=repo).stdout
-    assert _stages_run(out) == {"evaluate@pose2gloss", "tables"}
+    assert _stages_run(out) == {"evaluate@pose2gloss", "evaluate@video2gloss", "tables"}
     diff = _dvc("metrics", "diff", "--json", cwd=repo).stdout
     changed = json.loads(diff)["metrics/pose2gloss.json"]
     assert changed["decoding.temperature"] == {"old": 0.7, "new": 0.3, "diff": pytest.approx(-0.4)}
-    assert "temperature 0.3" in (repo / "metrics/tables.md").read_text()
+    tables = (repo / "metrics/tables.md").read_text()
+    assert "temperature 0.3" in tables
+    assert "| Video2Gloss | test | not run" not in tables  # Stage II's row is filled from its own evaluation
+
+
+@pytest.mark.slow
+def test_table5_queue_sequence_fills_its_cell(repo):
+    """The README's Table 5 sequence, for one column: queue an experiment, run the queue, collect, render."""
+    _dvc("repro", cwd=repo)
+    _run(["git", "add", "-A"], repo)
+    _run(["git", "commit", "-qm", "baseline"], repo)
+    # isolated, 100 glosses: one clip per sign, every gloss at least twice in train (tiny video, tiny models)
+    _dvc("exp", "run", "--queue", "-n", "iso100", "-S", "corpus.task=isolated", "-S", "corpus.n_glosses=100",
+         "-S", "corpus.n_utterances=260", "-S", "corpus.n_unseen_utterances=10", cwd=repo)  # fmt: skip
+    _dvc("queue", "start", "--jobs", "1", cwd=repo)
+    for _ in range(300):  # the queue runs in the background
+        status = _dvc("queue", "status", cwd=repo).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    assert "Success" in status, status
+    _run([sys.executable, "-m", "pipeline.tables", "collect"], repo)
+    runs = json.loads((repo / "metrics/table5_runs.json").read_text())
+    assert set(runs) == {"isolated-100"} and runs["isolated-100"]["experiment"] == "iso100"
+    assert 0 <= runs["isolated-100"]["video2gloss"]["test"]["top1"] <= 100
+    _dvc("repro", "tables", cwd=repo)
+    row = next(line for line in (repo / "metrics/tables.md").read_text().splitlines() if "isolated, 100" in line)
+    cells = [c.strip() for c in row.split("|")]
+    assert cells[3] != "—" and cells[4] != "—" and cells[6] == "iso100", row  # both models' Top-1, the experiment

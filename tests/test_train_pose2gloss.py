@@ -10,24 +10,12 @@ import torch
 import zarr
 
 import extractors
-from pipeline import extract
 from pipeline.data import FeatureStoreError, Utterance, augment, bucket_batches, load_split
-from pipeline.fuse import fuse
 from pipeline.train_pose2gloss import configs_from_params, lr_lambda, train
 from pipeline.vocab import Vocab
 
 TINY_MODEL = dict(d_track=16, unified_dim=32, unet_channels=[8, 16], d_model=32, n_decoder_layers=1,
                   n_decoder_heads=2, n_fusion_heads=2, batch_size=8, epochs=2, checkpoint_every=1)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def features(small_corpus, tmp_path_factory):
-    _, corpus, _ = small_corpus
-    out = tmp_path_factory.mktemp("features")
-    for t in extractors.TRACK_ORDER:
-        extract.extract_track(t, corpus, out / "tracks", seed=1, workers=1)
-    fuse(corpus, out / "tracks", out / "features.zarr")
-    return corpus, out / "features.zarr"
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():

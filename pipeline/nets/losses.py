@@ -1,5 +1,5 @@
-"""Stage I losses (Section 4.1, Table 2): noise (Eq. 8), text (Eq. 9), word matching (Eq. 10), n-gram F1 and
-contrastive InfoNCE (Eq. 11), and the learnable weighting of Eq. 12.
+"""Training losses (Section 4, Table 2). Stage I: noise (Eq. 8), text (Eq. 9), word matching (Eq. 10), n-gram F1
+and contrastive InfoNCE (Eq. 11), and the learnable weighting of Eq. 12. Stage II: masked reconstruction (Eq. 13).
 
 Conventions: `logits` (B, L, V), `targets` (B, L) with PAD = ignored; every loss is a scalar tensor.
 """
@@ -102,6 +102,21 @@ def ctc_loss(frame_logits: torch.Tensor, frame_pad: torch.Tensor, targets: torch
     return F.ctc_loss(
         logp, targets[glosses], (~frame_pad).sum(1), glosses.sum(1), blank=PAD, reduction="mean", zero_infinity=True
     )
+
+
+def reconstruction_loss(
+    pred: torch.Tensor, target: torch.Tensor, track_mask: torch.Tensor, track_dims: tuple[int, ...]
+) -> torch.Tensor:
+    """Eq. 13, sum over tracks i of ||P_hat_i - P_i||^2, each track's squared error averaged over its dims and over
+    the frames where that track was really extracted (`track_mask`; padding frames are all-False). A frame an
+    extractor missed has no ground truth, so it is never a target (its stored zeros are not a pose).
+
+    pred, target (B, T, sum(track_dims)); track_mask (B, T, n_tracks) bool."""
+    total = pred.new_zeros(())
+    for p, t, m in zip(pred.split(track_dims, -1), target.split(track_dims, -1), track_mask.unbind(-1)):
+        w = m.to(pred.dtype).unsqueeze(-1)  # (B, T, 1)
+        total = total + (((p - t) ** 2) * w).sum() / (w.sum() * p.shape[-1]).clamp(min=1)
+    return total
 
 
 def text_embedding(targets: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,173 @@
+"""Stage II benchmarks: which one bounds Video2Pose training, the network or the video data loader?
+
+    python bench/bench_video2pose.py [--steps 30] [--repeats 3] [--device auto]
+
+Needs `make repro` first (reads data/corpus, data/features.zarr and models/pose2gloss/best.pt). All in one run:
+
+(a) training: frames/s of Video2Pose training steps (forward, reconstruction + text loss through the frozen
+    Stage I, backward, AdamW) with the `video2pose` params, batches from a warm frame cache, median of
+    `--repeats` windows of `--steps` steps, and peak memory;
+(b) decoding videos into frames (OpenCV decode + resize, what a cold cache costs), frames/s with one process and
+    with one worker process per core;
+(c) the data loader alone reading the warm frame cache (what every epoch after the first costs), frames/s with
+    `loader_workers` 0 and 2.
+
+The ratio (c) / (a) says how far the loader is from being the bottleneck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.data import bucket_batches  # noqa: E402
+from pipeline.devices import autocast, resolve_device  # noqa: E402
+from pipeline.nets.pose2gloss import Pose2Gloss  # noqa: E402
+from pipeline.nets.video2pose import Video2Pose  # noqa: E402
+from pipeline.params import load_params  # noqa: E402
+from pipeline.train_video2pose import _as_list, configs_from_params, freeze, training_losses  # noqa: E402
+from pipeline.video import FrameCache, FrameDataset, FrameSpec, collate_clips, load_clips, read_video  # noqa: E402
+from pipeline.vocab import Vocab  # noqa: E402
+
+CORPUS, FEATURES = ROOT / "data/corpus", ROOT / "data/features.zarr"
+
+
+def bench_training(params: dict, steps: int, repeats: int, device: torch.device, cache_dir: Path) -> dict:
+    model_cfg, cfg = configs_from_params(params.get("video2pose", {}), int(params.get("seed", 0)))
+    p2g = freeze(Pose2Gloss.from_checkpoint(ROOT / "models/pose2gloss/best.pt", device))
+    opts = {"frame_stride": 1, "max_frames": 1024, **p2g.data_options}
+    cache = FrameCache(cache_dir, FrameSpec(model_cfg.img_size, opts["frame_stride"], opts["max_frames"]))
+    vocab = Vocab.load(CORPUS / "vocab.json")
+    clips, _ = load_clips(CORPUS, vocab, "train", cache, FEATURES, opts, p2g.cfg.max_len, cfg.decode_workers)
+    v2p = Video2Pose(model_cfg).to(device).train()
+    opt = torch.optim.AdamW(v2p.parameters(), lr=cfg.lr)
+    order = bucket_batches([c.n_frames for c in clips], cfg.batch_size, np.random.default_rng(0))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def step(i: int) -> int:
+        items = [clips[j] for j in order[i % len(order)]]
+        batch = collate_clips(items, [np.asarray(cache.get(c.video)[: c.n_frames]) for c in items])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast(device):
+            losses = training_losses(v2p, p2g, batch, cfg)
+        sum(cfg.weights[k] * v.float() for k, v in losses.items()).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return int((~batch["frame_pad"]).sum())
+
+    for i in range(3):
+        step(i)
+    rates, i = [], 3
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0, n = time.perf_counter(), 0
+        for _ in range(steps):
+            n += step(i)
+            i += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rates.append(n / (time.perf_counter() - t0))
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # fmt: skip
+    return (
+        {
+            "frames_per_s": round(statistics.median(rates), 1),
+            "batch_size": cfg.batch_size,
+            "img_size": model_cfg.img_size,
+            "stem": model_cfg.stem,
+            "peak_memory_mb": round(peak, 1),
+            "memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
+            "parameters": sum(p.numel() for p in v2p.parameters()),
+        },
+        clips,
+        cache,
+    )
+
+
+def bench_decoding(clips: list, spec: FrameSpec, repeats: int) -> dict:
+    videos = [c.video for c in clips[:48]]
+    frames = sum(len(read_video(v, spec)) for v in videos[:4])  # warm the OS file cache and the codec
+    one, pool = [], []
+    workers = os.cpu_count() or 1
+    for _ in range(repeats):
+        t0, frames = time.perf_counter(), 0
+        for v in videos:
+            frames += len(read_video(v, spec))
+        one.append(frames / (time.perf_counter() - t0))
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = FrameCache(tmp, spec)
+            t0 = time.perf_counter()
+            cache.fill(videos, workers, desc="bench decode")  # includes starting the worker processes
+            pool.append(frames / (time.perf_counter() - t0))
+    return {"one_process_frames_per_s": round(statistics.median(one), 1),
+            f"{workers}_workers_frames_per_s_incl_startup": round(statistics.median(pool), 1),
+            "videos": len(videos)}  # fmt: skip
+
+
+def bench_loader(clips: list, cache: FrameCache, batch_size: int, repeats: int) -> dict:
+    out = {}
+    dataset = FrameDataset(clips, cache)
+    order = bucket_batches([c.n_frames for c in clips], batch_size, np.random.default_rng(0))
+    for workers in (0, 2):
+        kwargs = {"num_workers": workers, "multiprocessing_context": multiprocessing.get_context("spawn")} if workers \
+            else {}  # fmt: skip
+        rates = []
+        for _ in range(repeats):
+            loader = torch.utils.data.DataLoader(dataset, batch_sampler=order, collate_fn=_as_list, **kwargs)
+            t0, n = time.perf_counter(), 0
+            for frames in loader:
+                n += sum(len(f) for f in frames)
+            rates.append(n / (time.perf_counter() - t0))
+        out[f"workers_{workers}_frames_per_s"] = round(statistics.median(rates), 1)
+    out["note"] = "one pass over the train split from the warm cache; with workers, includes their start-up"
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    params = load_params(ROOT / "params.yaml")
+    cache_dir = Path(tempfile.mkdtemp(prefix="bench-frames-"))
+    try:
+        training, clips, cache = bench_training(params, args.steps, args.repeats, device, cache_dir)
+        loader = bench_loader(clips, cache, training["batch_size"], args.repeats)
+        decoding = bench_decoding(clips, cache.spec, args.repeats)
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    result = {
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "training": training,
+        "loader_warm_cache": loader,
+        "decoding_cold": decoding,
+        "loader_over_training": round(loader["workers_0_frames_per_s"] / training["frames_per_s"], 1),
+    }
+    out = ROOT / "bench/results/video2pose.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Video2Pose (Stage II, Sections 3.3 and 4.2): video frames -> the five pose tracks in the fused store's space.
+
+    frames (B, T, 3, H, W), frame_pad (B, T)
+      -> spatial ViT per frame (timm), pooled              v_t     (B, T, d_vit)          Eq. 5
+      -> temporal transformer over the frames              v_temp  (B, T, d_temporal)     Eq. 6
+      -> one linear projection per track                   P_i     (B, T, dims_i)         Eq. 7
+      -> concatenated in track order                       (B, T, 1959), normalised like data/features.zarr
+
+Video2Gloss is this module followed by the frozen Pose2Gloss. The ViT runs on real frames only (padding frames
+are never encoded), which is most of the compute.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import timm
+import torch
+from timm.layers import HybridEmbed
+from timm.models.vision_transformer import VisionTransformer
+from timm.models.vision_transformer_hybrid import ConvStem
+from torch import nn
+
+from pipeline.nets.pose2gloss import TRACK_DIMS, timestep_embedding
+
+
+@dataclass
+class Video2PoseConfig:
+    """Sizes of the CPU default; the `paper` preset (ViT-B/16 at 224) is in docs/VIDEO2POSE.md."""
+
+    img_size: int = 64  # frames are resized to img_size x img_size
+    backbone: str | None = None  # a timm model name (e.g. "vit_base_patch16_224"); None: the ViT sized below
+    pretrained: str | None = None  # local checkpoint file for `backbone` (never downloaded)
+    patch_size: int = 16  # each token covers patch_size x patch_size pixels
+    stem: str = "conv"  # conv: log2(patch_size) stride-2 3x3 convolutions make the tokens; patch: ViT's linear patchify
+    vit_dim: int = 128  # d_v of Eq. 5
+    vit_depth: int = 4
+    vit_heads: int = 4
+    d_temporal: int = 192
+    temporal_layers: int = 2
+    temporal_heads: int = 4
+    dropout: float = 0.1
+    track_dims: tuple[int, ...] = TRACK_DIMS
+    pixel_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    pixel_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    extra: dict = field(default_factory=dict)
+
+
+def build_vit(cfg: Video2PoseConfig) -> VisionTransformer:
+    """The spatial ViT: a named timm model (optionally with local pretrained weights), or one sized by `cfg`.
+    Either way it returns one pooled feature vector per frame (`num_classes=0`)."""
+    if cfg.backbone is None:
+        if cfg.pretrained:
+            raise ValueError("video2pose.pretrained needs video2pose.backbone (the timm model the weights are for)")
+        if cfg.stem not in ("conv", "patch"):
+            raise ValueError(f"video2pose.stem must be 'conv' or 'patch', got {cfg.stem!r}")
+        embed: dict = {}
+        if cfg.stem == "conv":
+            # Early convolutions (Xiao et al. 2021, "Early convolutions help transformers see better"): a stride-2
+            # conv stack in place of the patchify layer, as in timm's hybrid ViTs; same token grid, same transformer
+            # cost, and it trains far faster from scratch (measured in docs/VIDEO2POSE.md)
+            depth = int(math.log2(cfg.patch_size))
+            if 2**depth != cfg.patch_size:
+                raise ValueError(f"the conv stem needs a power-of-two patch_size, got {cfg.patch_size}")
+            channels = tuple(max(16, cfg.vit_dim // 2 ** (depth - 1 - i)) for i in range(depth))
+            stem = ConvStem(3, depth, channels, 3, (2,) * depth, padding=1)
+            embed = {"embed_layer": partial(HybridEmbed, backbone=stem)}
+        return VisionTransformer(
+            img_size=cfg.img_size,
+            patch_size=1 if cfg.stem == "conv" else cfg.patch_size,  # conv: one token per stem output pixel
+            embed_dim=cfg.vit_dim,
+            depth=cfg.vit_depth,
+            num_heads=cfg.vit_heads,
+            num_classes=0,
+            global_pool="avg",  # the mean of the patch tokens keeps where the hands are better than one token
+            class_token=False,
+            drop_rate=cfg.dropout,
+            **embed,
+        )
+    kwargs: dict = {"num_classes": 0, "img_size": cfg.img_size}
+    if cfg.pretrained:
+        if not Path(cfg.pretrained).is_file():
+            raise FileNotFoundError(
+                f"video2pose.pretrained: no checkpoint at {cfg.pretrained} (download the timm weights for "
+                f"{cfg.backbone} yourself, e.g. from the Hugging Face hub, and set this param to the file)"
+            )
+        # timm reads the file instead of the hub; it adapts the position embedding to img_size
+        overlay = {"file": str(Path(cfg.pretrained).resolve()), "custom_load": False}  # a PyTorch state dict
+        kwargs |= {"pretrained": True, "pretrained_cfg_overlay": overlay}
+    return timm.create_model(cfg.backbone, **kwargs)
+
+
+class Video2Pose(nn.Module):
+    def __init__(self, cfg: Video2PoseConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.vit = build_vit(cfg)
+        d_v = self.vit.num_features
+        self.frame_proj = nn.Linear(d_v, cfg.d_temporal)
+        self.temporal = nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(
+                cfg.d_temporal, cfg.temporal_heads, 4 * cfg.d_temporal, cfg.dropout, batch_first=True, norm_first=True
+            ),
+            cfg.temporal_layers,
+            enable_nested_tensor=False,
+        )
+        self.norm = nn.LayerNorm(cfg.d_temporal)
+        self.heads = nn.ModuleList(nn.Linear(cfg.d_temporal, d) for d in cfg.track_dims)  # Projection_i (Eq. 7)
+        self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1), persistent=False)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Video2Pose:
+        """A model saved by `train_video2pose`, in eval mode; `frame_spec` says how its frames were prepared."""
+        if not Path(path).exists():
+            raise FileNotFoundError(f"no Video2Pose checkpoint at {path}: run the train_video2pose stage first")
+        ck = torch.load(path, map_location=map_location, weights_only=False)
+        cfg = Video2PoseConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ck["model_config"].items()})
+        cfg.pretrained = None  # the trained weights replace whatever the backbone started from
+        model = cls(cfg).to(map_location)
+        model.load_state_dict(ck["model"])
+        model.frame_options = dict(ck.get("frame_options") or {})
+        return model.eval()
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) uint8 frames -> (N, d_v) ViT features (Eq. 5)."""
+        x = frames.permute(0, 3, 1, 2).float().div_(255.0)  # (N, 3, H, W)
+        return self.vit((x - self.pixel_mean) / self.pixel_std)
+
+    def forward(self, frames: torch.Tensor, frame_pad: torch.Tensor) -> torch.Tensor:
+        """frames (B, T, H, W, 3) uint8, frame_pad (B, T) True where padding -> tracks (B, T, 1959)."""
+        B, T = frame_pad.shape
+        real = ~frame_pad
+        v = self.encode_frames(frames[real])  # (N, d_v), N real frames
+        h = torch.zeros(B, T, self.cfg.d_temporal, device=v.device, dtype=v.dtype)
+        h[real] = self.frame_proj(v)
+        h = h + timestep_embedding(torch.arange(T, device=h.device), self.cfg.d_temporal).to(h.dtype)
+        h = self.norm(self.temporal(h, src_key_padding_mask=frame_pad))  # (B, T, d_temporal)  Eq. 6
+        return torch.cat([head(h) for head in self.heads], dim=-1)  # (B, T, 1959)  Eq. 7

@@ -1,0 +1,343 @@
+"""`train_video2pose` stage: Stage II training (Section 4.2, Table 2).
+
+    python -m pipeline.train_video2pose [--params params.yaml]
+
+Trains Video2Pose against the frozen Pose2Gloss (`models/pose2gloss/best.pt`): loss = masked reconstruction of
+the five tracks in the fused store's normalised space (Eq. 13) + the text loss of the frozen Pose2Gloss reading the
+predicted tracks (Table 2: weight 1). AdamW, 10 % warmup then cosine decay to 0.01 x lr, clipping 1.0. Video frames
+are decoded once, in worker processes, into `data/frame_cache/` (`pipeline.video`). Writes `models/video2pose/`
+(`best.pt` on validation WER through the frozen Stage I, and `last.pt`, from which a killed run resumes) and
+DVCLive curves under `metrics/train_video2pose/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import resource
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline import scoring
+from pipeline import video as video_module
+from pipeline.data import bucket_batches
+from pipeline.decoding import DecodeConfig
+from pipeline.devices import autocast, resolve_device
+from pipeline.evaluate import predicted_track_mask, recognize, video2gloss_memory
+from pipeline.nets import video2pose as video2pose_net
+from pipeline.nets.losses import reconstruction_loss, text_loss
+from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
+from pipeline.nets.video2pose import Video2Pose, Video2PoseConfig
+from pipeline.params import load_params, write_metrics
+from pipeline.store import FrameStore
+from pipeline.train_pose2gloss import lr_lambda
+from pipeline.video import Clip, FrameCache, FrameDataset, FrameSpec, collate_clips, load_clips
+from pipeline.vocab import Vocab
+
+LOSSES = ("recon", "text")
+
+
+@dataclass
+class TrainVideoConfig:
+    """Optimisation settings (Table 2, Stage II column); the network's sizes are `Video2PoseConfig`."""
+
+    epochs: int = 12  # Table 2: 300 at paper scale
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_frac: float = 0.1
+    min_lr_ratio: float = 0.01
+    clip: float = 1.0
+    weights: dict = field(default_factory=lambda: {"recon": 1.0, "text": 1.0})  # 0 switches a loss off
+    label_smoothing: float = 0.0  # Table 2: N/A for Stage II
+    loader_workers: int = 0  # DataLoader processes reading the frame cache (decoding happens before training)
+    decode_workers: int | None = None  # processes decoding videos into the cache; None: one per core
+    checkpoint_every: int = 50  # optimizer steps between `last.pt` saves
+    seed: int = 0
+    device: str = "auto"
+
+
+def _as_list(frames: list[np.ndarray]) -> list[np.ndarray]:  # module level: spawned loader workers pickle it
+    return frames
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def run_fingerprint(
+    model_cfg: Video2PoseConfig, cfg: TrainVideoConfig, pose2gloss: str | os.PathLike, features: str | os.PathLike,
+    corpus: str | os.PathLike,
+) -> str:  # fmt: skip
+    """What a checkpoint must match to be resumed: configs, the frozen Stage I, the store, vocabulary and code."""
+    h = hashlib.sha256(json.dumps([asdict(model_cfg), asdict(cfg)], sort_keys=True, default=str).encode())
+    for module in (sys.modules[__name__], video2pose_net, video_module):
+        h.update(Path(module.__file__).read_bytes())
+    h.update(file_digest(pose2gloss).encode())
+    store = FrameStore(features)
+    h.update(store.offsets.tobytes())
+    h.update(json.dumps(store.attrs, sort_keys=True, default=str).encode())
+    h.update((Path(corpus) / "vocab.json").read_bytes())
+    return h.hexdigest()
+
+
+def freeze(model: torch.nn.Module) -> torch.nn.Module:
+    """Stage I stays exactly as trained: no gradients, eval mode (no dropout) for good."""
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def training_losses(v2p: Video2Pose, p2g: Pose2Gloss, batch: dict, cfg: TrainVideoConfig) -> dict[str, torch.Tensor]:
+    pred = v2p(batch["frames"], batch["frame_pad"])  # (B, T, 1959)
+    out = {}
+    if cfg.weights.get("recon", 0):
+        out["recon"] = reconstruction_loss(pred, batch["poses"], batch["track_mask"], v2p.cfg.track_dims)
+    if cfg.weights.get("text", 0):
+        _, z0 = p2g.encode(pred, predicted_track_mask(p2g, batch["frame_pad"]))
+        logits = p2g(shift_right(batch["targets"]), z0, batch["frame_pad"])
+        out["text"] = text_loss(logits, batch["targets"], cfg.label_smoothing)
+    return out
+
+
+@torch.no_grad()
+def validate(
+    v2p: Video2Pose, p2g: Pose2Gloss, clips: list[Clip], cache: FrameCache, vocab: Vocab, cfg: TrainVideoConfig
+) -> dict:
+    """Validation reconstruction loss and greedy WER of Video2Gloss (Video2Pose then the frozen Stage I)."""
+    v2p.eval()
+    device = next(v2p.parameters()).device
+    recon, n = 0.0, 0
+    for s in range(0, len(clips), 32):
+        items = clips[s : s + 32]
+        batch = {k: v.to(device) for k, v in collate_clips(items, [FrameDataset(items, cache)[i] for i in
+                                                                  range(len(items))]).items()}  # fmt: skip
+        with autocast(device):
+            pred = v2p(batch["frames"], batch["frame_pad"])
+        recon += reconstruction_loss(pred.float(), batch["poses"], batch["track_mask"], v2p.cfg.track_dims).item()
+        n += 1
+    rec = recognize(p2g, video2gloss_memory(v2p, p2g, cache), clips, vocab, DecodeConfig(strategy="greedy"),
+                    desc="validate")  # fmt: skip
+    v2p.train()
+    return {"wer": scoring.wer(rec["references"], rec["hypotheses"])["wer"], "recon": recon / max(1, n)}
+
+
+def train(
+    model_cfg: Video2PoseConfig,
+    cfg: TrainVideoConfig,
+    pose2gloss: str | os.PathLike,
+    features: str | os.PathLike,
+    corpus: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    frame_cache: str | os.PathLike,
+    live_dir: str | os.PathLike | None = None,
+    max_steps: int | None = None,
+    work_dir: str | os.PathLike | None = None,
+) -> dict:
+    """Train (or resume) Stage II against the frozen Stage I checkpoint `pose2gloss`. `max_steps` stops early
+    without finishing (to test kill-and-resume). Checkpoints go to `work_dir` and move to `out_dir` at the end,
+    as in `train_pose2gloss.train`."""
+    t0 = time.perf_counter()
+    final_dir = Path(out_dir)
+    out_dir = Path(work_dir) if work_dir is not None else final_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    torch.set_num_threads(os.cpu_count() or 1)
+    vocab = Vocab.load(Path(corpus) / "vocab.json")
+    p2g = freeze(Pose2Gloss.from_checkpoint(pose2gloss, device))
+    data_options = {"frame_stride": 1, "max_frames": 1024, **p2g.data_options}
+    spec = FrameSpec(model_cfg.img_size, int(data_options["frame_stride"]), int(data_options["max_frames"]))
+    cache = FrameCache(frame_cache, spec)
+    load = dict(features=features, data_options=data_options, max_len=p2g.cfg.max_len,
+                decode_workers=cfg.decode_workers)  # fmt: skip
+    train_clips, skipped = load_clips(corpus, vocab, "train", cache, **load)
+    val_clips, val_skipped = load_clips(corpus, vocab, "val", cache, **load)
+    skipped |= val_skipped
+    for utt, reason in skipped.items():
+        print(f"train_video2pose: skipping {utt}: {reason}")
+    if not train_clips:
+        raise ValueError("no usable training clips")
+
+    torch.manual_seed(cfg.seed)
+    v2p = Video2Pose(model_cfg).to(device)
+    params = [p for p in v2p.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
+    batches_per_epoch = math.ceil(len(train_clips) / cfg.batch_size)
+    total = max(1, cfg.epochs * batches_per_epoch // cfg.grad_accum)
+    warmup = max(1, int(cfg.warmup_frac * total))
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, total, warmup, cfg.min_lr_ratio))
+    state = {"epoch": 0, "batch": 0, "step": 0, "best_wer": float("inf"), "history": []}
+    last = out_dir / "last.pt"
+    fingerprint = run_fingerprint(model_cfg, cfg, pose2gloss, features, corpus)
+    if last.exists():
+        ck = torch.load(last, map_location=device, weights_only=False)
+        if ck.get("fingerprint") != fingerprint:
+            print(f"train_video2pose: {last} is from other params, data or Stage I; starting afresh")
+            for old in out_dir.glob("*.pt"):
+                old.unlink()
+            if live_dir is not None:
+                shutil.rmtree(live_dir, ignore_errors=True)
+    if last.exists():
+        v2p.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        lr_sched.load_state_dict(ck["lr_scheduler"])
+        torch.set_rng_state(ck["torch_rng"])
+        state = ck["state"]
+    frame_options = asdict(spec)
+
+    def save(path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": v2p.state_dict(), "optimizer": opt.state_dict(), "lr_scheduler": lr_sched.state_dict(),
+                "torch_rng": torch.get_rng_state(), "state": state, "model_config": asdict(model_cfg),
+                "frame_options": frame_options, "train_config": asdict(cfg), "fingerprint": fingerprint,
+            },
+            tmp,
+        )  # fmt: skip
+        os.replace(tmp, path)
+
+    def save_weights(path: Path) -> None:
+        torch.save({"model": v2p.state_dict(), "model_config": asdict(model_cfg), "frame_options": frame_options},
+                   path)  # fmt: skip
+
+    live = None
+    if live_dir is not None:
+        from dvclive import Live
+
+        live = Live(str(live_dir), resume=last.exists(), save_dvc_exp=False, dvcyaml=None)
+    dataset = FrameDataset(train_clips, cache)
+    loader_kwargs = {}
+    if cfg.loader_workers:
+        spawn = multiprocessing.get_context("spawn")  # not fork: the parent runs torch threads
+        loader_kwargs = {"num_workers": cfg.loader_workers, "multiprocessing_context": spawn}
+    bar = tqdm(total=total, initial=state["step"], desc="train_video2pose", unit="step", mininterval=2.0)
+    steps_this_run, frames_seen, t_train = 0, 0, time.perf_counter()
+    v2p.train()
+    while state["epoch"] < cfg.epochs:
+        order = bucket_batches([c.n_frames for c in train_clips], cfg.batch_size,
+                               np.random.default_rng([cfg.seed, state["epoch"]]))  # fmt: skip
+        todo = order[state["batch"] :]
+        # its own generator: a loader seeds itself from the global RNG otherwise, and a resumed run (which makes
+        # its loader mid-epoch) would then draw different dropout masks than an uninterrupted one
+        loader_rng = torch.Generator().manual_seed(cfg.seed)
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=todo, collate_fn=_as_list, generator=loader_rng, **loader_kwargs
+        )
+        sums: dict[str, float] = {}
+        for idx, frames in zip(todo, loader):
+            batch = {k: v.to(device) for k, v in collate_clips([train_clips[i] for i in idx], frames).items()}
+            frames_seen += int((~batch["frame_pad"]).sum())
+            with autocast(device):
+                losses = training_losses(v2p, p2g, batch, cfg)
+            loss = sum(cfg.weights[k] * v.float() for k, v in losses.items()) / cfg.grad_accum
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {state['step']}")
+            loss.backward()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v.item()
+            state["batch"] += 1
+            if state["batch"] % cfg.grad_accum == 0 or state["batch"] == len(order):
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                lr_sched.step()
+                state["step"] += 1
+                steps_this_run += 1
+                bar.update()
+                if state["step"] % cfg.checkpoint_every == 0:
+                    save(last)
+                if max_steps is not None and steps_this_run >= max_steps:
+                    save(last)
+                    bar.close()
+                    return {"stopped_at_step": state["step"]}
+        record = {f"train/{k}": v / max(1, len(todo)) for k, v in sums.items()}
+        if val_clips:
+            val = validate(v2p, p2g, val_clips, cache, vocab, cfg)
+            record |= {"val/wer": val["wer"], "val/recon": val["recon"]}
+            if val["wer"] < state["best_wer"]:
+                state["best_wer"] = val["wer"]
+                save_weights(out_dir / "best.pt")
+        record["lr"] = lr_sched.get_last_lr()[0]
+        state["history"].append(record)
+        if live is not None:
+            for k, v in record.items():
+                live.log_metric(k, v)
+            live.next_step()
+        state["epoch"] += 1
+        state["batch"] = 0
+        save(last)
+    bar.close()
+    train_seconds = time.perf_counter() - t_train
+    if not (out_dir / "best.pt").exists():
+        save_weights(out_dir / "best.pt")
+    if live is not None:
+        live.end()
+    if out_dir != final_dir:
+        final_dir.mkdir(parents=True, exist_ok=True)
+        for ck in out_dir.glob("*.pt"):
+            shutil.copy2(ck, final_dir / ck.name)
+        shutil.rmtree(out_dir)
+    return {
+        "epochs": cfg.epochs,
+        "steps": state["step"],
+        "best_val_wer": state["best_wer"],
+        "final": state["history"][-1] if state["history"] else {},
+        "skipped": skipped,
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "frames_per_second": round(frames_seen / max(train_seconds, 1e-9), 1),  # this run's training loop
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "device": str(device),
+    }
+
+
+def configs_from_params(section: dict, seed: int) -> tuple[Video2PoseConfig, TrainVideoConfig]:
+    """Split the `video2pose` params section into the model and training configs; unknown keys are errors."""
+    section = dict(section)
+    model_keys = {f.name for f in fields(Video2PoseConfig)} - {"track_dims", "extra"}
+    train_keys = {f.name for f in fields(TrainVideoConfig)} - {"seed"}
+    if unknown := sorted(set(section) - model_keys - train_keys):
+        raise ValueError(f"video2pose params: unknown keys {unknown}")
+    m = {k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k in model_keys}
+    t = {k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k in train_keys}
+    if "weights" in t:
+        if unknown := sorted(set(t["weights"]) - set(LOSSES)):
+            raise ValueError(f"video2pose.weights: unknown losses {unknown}; losses are {list(LOSSES)}")
+        t["weights"] = {**TrainVideoConfig().weights, **t["weights"]}
+    return Video2PoseConfig(**m), TrainVideoConfig(**t, seed=seed)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--pose2gloss", default="models/pose2gloss/best.pt")
+    ap.add_argument("--features", default="data/features.zarr")
+    ap.add_argument("--corpus", default="data/corpus")
+    ap.add_argument("--frame-cache", default="data/frame_cache")
+    ap.add_argument("--out", default="models/video2pose")
+    ap.add_argument("--work", default="models/.work/video2pose", help="checkpoints while training (resume point)")
+    ap.add_argument("--metrics", default="metrics/video2pose_train.json")
+    ap.add_argument("--live", default="metrics/train_video2pose")
+    args = ap.parse_args(argv)
+    params = load_params(args.params)
+    model_cfg, train_cfg = configs_from_params(params.get("video2pose", {}) or {}, int(params.get("seed", 0)))
+    summary = train(model_cfg, train_cfg, args.pose2gloss, args.features, args.corpus, args.out, args.frame_cache,
+                    args.live, work_dir=args.work)  # fmt: skip
+    write_metrics(args.metrics, summary)
+    print(f"train_video2pose: best val WER {summary['best_val_wer']:.2f} in {summary['train_seconds']} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""Video frames for Stage II: decode, resize and subsample a video once, keep the result in an on-disk cache.
+
+Decoding an mp4 costs far more than the small ViT that reads it, so each video is decoded once (in worker
+processes, `FrameCache.fill`) into a uint8 `(T, H, W, 3)` array under `data/frame_cache/`; every later epoch and
+the evaluation read that array back (a memory map). A cache entry is keyed by the video's path, size and
+modification time and by the frame settings, so a changed video or setting is decoded again, never read stale.
+Writes are atomic (temporary file, then rename): a killed run leaves no half-written entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline.corpus.manifest import read_manifest
+from pipeline.data import load_split, pad_targets
+from pipeline.vocab import EOS, Vocab
+
+
+class VideoError(ValueError):
+    """A video that cannot be opened or has no decodable frames."""
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """How frames are prepared: square `size` pixels (INTER_AREA resize of the whole frame), every `stride`-th
+    frame (the Stage I checkpoint's `frame_stride`, so video frames line up with pose frames), at most
+    `max_frames`."""
+
+    size: int = 64
+    stride: int = 1
+    max_frames: int = 1024
+
+
+def read_video(path: str | os.PathLike, spec: FrameSpec) -> np.ndarray:
+    """(T, size, size, 3) uint8 RGB frames of a video file. Raises VideoError for a corrupt or empty video."""
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(f"{path}: no such video")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise VideoError(f"{path}: cannot open video (corrupt or unsupported)")
+    frames, i = [], 0
+    try:
+        while len(frames) < spec.max_frames:
+            if i % spec.stride:
+                ok = cap.grab()  # skipped frames: demux only, no colour conversion or resize
+            else:
+                ok, bgr = cap.read()
+                if ok:
+                    small = cv2.resize(bgr, (spec.size, spec.size), interpolation=cv2.INTER_AREA)
+                    frames.append(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
+            if not ok:
+                break
+            i += 1
+    finally:
+        cap.release()
+    if not frames:
+        raise VideoError(f"{path}: no decodable frames (empty or corrupt video)")
+    return np.stack(frames)
+
+
+class FrameCache:
+    """Decoded frames on disk, one `.npy` per video and frame spec.
+
+    Args:
+        root: cache folder (created on first write); safe to delete at any time.
+        spec: frame size, stride and limit.
+    """
+
+    def __init__(self, root: str | os.PathLike, spec: FrameSpec):
+        self.root = Path(root) / f"{spec.size}px-stride{spec.stride}-max{spec.max_frames}"
+        self.spec = spec
+
+    def path_for(self, video: str | os.PathLike) -> Path:
+        video = Path(video).resolve()
+        st = video.stat() if video.exists() else None
+        key = f"{video}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}"
+        return self.root / f"{video.stem}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npy"
+
+    def get(self, video: str | os.PathLike) -> np.ndarray:
+        """The frames of `video`, decoded now if they are not cached yet (then cached)."""
+        path = self.path_for(video)
+        if path.exists():
+            return np.load(path, mmap_mode="r")
+        frames = read_video(video, self.spec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, frames)
+        os.replace(tmp, path)
+        return frames
+
+    def fill(self, videos: list[str | os.PathLike], workers: int | None = None, desc: str = "decode") -> dict[str, str]:
+        """Decode every uncached video in `workers` processes; returns {video: reason} for those that failed."""
+        todo = [str(v) for v in videos if not self.path_for(v).exists()]
+        failed: dict[str, str] = {}
+        if not todo:
+            return failed
+        workers = workers or int(os.environ.get("SIGNX_WORKERS", 0)) or os.cpu_count() or 1
+        workers = max(1, min(workers, len(todo)))
+        if workers == 1:
+            results = map(_cache_one, [(self, v) for v in todo])
+            for video, err in tqdm(results, total=len(todo), desc=desc, unit="video", mininterval=2.0):
+                if err:
+                    failed[video] = err
+            return failed
+        # spawn, not fork: the parent already runs threads (torch, zarr)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = pool.map(_cache_one, [(self, v) for v in todo], chunksize=8)
+            for video, err in tqdm(results, total=len(todo), desc=desc, unit="video", mininterval=2.0):
+                if err:
+                    failed[video] = err
+        return failed
+
+
+def _cache_one(job: tuple[FrameCache, str]) -> tuple[str, str | None]:
+    cache, video = job
+    try:
+        cache.get(video)
+        return video, None
+    except VideoError as err:
+        return video, str(err)
+
+
+# Stage II clips: an utterance's video frames with its pose targets from the fused store (when training) and glosses
+
+
+@dataclass
+class Clip:
+    utt_id: str
+    video: str
+    n_frames: int  # frames after stride, equal to the pose targets' length when there are targets
+    target: np.ndarray  # (L,) int64: gloss ids then EOS
+    glosses: str
+    poses: np.ndarray | None = None  # (n_frames, 1959) float32, normalised like Stage I's input; None at inference
+    track_mask: np.ndarray | None = None  # (n_frames, 5) bool: which tracks were really extracted
+
+
+def load_clips(
+    corpus: str | os.PathLike,
+    vocab: Vocab,
+    split: str,
+    cache: FrameCache,
+    features: str | os.PathLike | None = None,
+    data_options: dict | None = None,
+    max_len: int = 64,
+    decode_workers: int | None = None,
+) -> tuple[list[Clip], dict[str, str]]:
+    """The clips of one split and {utt_id: reason} for the utterances skipped (corrupt or empty video, or a
+    video whose frame count disagrees with its pose frames).
+
+    Args:
+        features: the fused store to take pose targets from (training); None reads only the videos (inference).
+        data_options: Stage I's `load_split` keywords (tracks, frame_stride, max_frames), so targets and frames
+            are sampled alike.
+    """
+    manifest = read_manifest(corpus)
+    rows = manifest[manifest["split"] == split]
+    videos = [str(Path(corpus) / v) for v in rows["video"]]
+    failed = cache.fill(videos, decode_workers, desc=f"decode {split}")
+    poses = {}
+    if features is not None:
+        for u in load_split(features, corpus, vocab, split, max_len=max_len, **(data_options or {})):
+            poses[u.utt_id] = u
+    clips, skipped = [], {}
+    for utt_id, video, glosses in zip(rows["utt_id"], videos, rows["glosses"]):
+        if video in failed:
+            skipped[utt_id] = failed[video]
+            continue
+        n = len(cache.get(video))
+        ids = np.array(vocab.encode(glosses)[: max_len - 1] + [EOS])
+        clip = Clip(utt_id, video, n, ids, glosses)
+        if features is not None:
+            u = poses[utt_id]
+            if abs(len(u.features) - n) > 1:  # one frame of slack: containers differ on a trailing frame
+                skipped[utt_id] = f"{video}: {n} frames at stride {cache.spec.stride}, the feature store has "
+                skipped[utt_id] += f"{len(u.features)}"
+                continue
+            clip.n_frames = n = min(n, len(u.features))
+            clip.poses, clip.track_mask = u.features[:n], u.track_mask[:n]
+        clips.append(clip)
+    return clips, skipped
+
+
+class FrameDataset(torch.utils.data.Dataset):
+    """Cached frames of clips, for a DataLoader (its workers read the cache, decoding any video not yet in it)."""
+
+    def __init__(self, clips: list[Clip], cache: FrameCache):
+        self.videos = [c.video for c in clips]
+        self.lengths = [c.n_frames for c in clips]
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return np.ascontiguousarray(self.cache.get(self.videos[i])[: self.lengths[i]])
+
+
+def pad_frames(frames: list[np.ndarray]) -> dict[str, torch.Tensor]:
+    """uint8 clips (T_i, H, W, 3) -> frames (B, T, H, W, 3) uint8 and frame_pad (B, T), True where padding."""
+    T = max(len(f) for f in frames)
+    out = torch.zeros((len(frames), T, *frames[0].shape[1:]), dtype=torch.uint8)
+    pad = torch.ones(len(frames), T, dtype=torch.bool)
+    for b, f in enumerate(frames):
+        out[b, : len(f)].numpy()[:] = f  # through numpy: f may be a read-only memory map of the cache
+        pad[b, : len(f)] = False
+    return {"frames": out, "frame_pad": pad}
+
+
+def collate_clips(clips: list[Clip], frames: list[np.ndarray]) -> dict[str, torch.Tensor]:
+    """A training batch: padded frames, pose targets (B, T, 1959), track_mask (B, T, 5), targets (B, L)."""
+    batch = pad_frames(frames)
+    B, T = batch["frame_pad"].shape
+    poses = torch.zeros(B, T, clips[0].poses.shape[-1])
+    mask = torch.zeros(B, T, clips[0].track_mask.shape[-1], dtype=torch.bool)
+    for b, c in enumerate(clips):
+        poses[b, : c.n_frames] = torch.from_numpy(c.poses)
+        mask[b, : c.n_frames] = torch.from_numpy(c.track_mask)
+    return batch | {"poses": poses, "track_mask": mask, "targets": pad_targets([c.target for c in clips])}

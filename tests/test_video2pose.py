@@ -1,0 +1,146 @@
+"""Video2Pose network, the video reader and frame cache, and the masked reconstruction loss."""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+import timm
+import torch
+
+import extractors
+from pipeline.nets.losses import reconstruction_loss
+from pipeline.nets.pose2gloss import TRACK_DIMS
+from pipeline.nets.video2pose import Video2Pose, Video2PoseConfig, build_vit
+from pipeline.video import FrameCache, FrameSpec, VideoError, pad_frames, read_video
+
+TINY = dict(img_size=32, patch_size=16, vit_dim=32, vit_depth=1, vit_heads=2, d_temporal=32, temporal_layers=1,
+            temporal_heads=2, dropout=0.0)  # fmt: skip
+
+
+def write_video(path, n_frames: int = 9, size: int = 40, seed: int = 0) -> np.ndarray:
+    """An mp4 whose frame i is a flat colour with a moving square; returns the RGB frames written."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (size, size))
+    for i in range(n_frames):
+        f = np.full((size, size, 3), rng.integers(40, 200, 3), np.uint8)
+        f[4 + i : 14 + i, 4:14] = 255
+        frames.append(f[..., ::-1])  # OpenCV writes BGR
+        vw.write(f)
+    vw.release()
+    return np.stack(frames)
+
+
+def test_read_video_resizes_and_subsamples(tmp_path):
+    written = write_video(tmp_path / "a.mp4", n_frames=9, size=40)
+    frames = read_video(tmp_path / "a.mp4", FrameSpec(size=20, stride=2))
+    assert frames.shape == (5, 20, 20, 3) and frames.dtype == np.uint8  # frames 0, 2, 4, 6, 8
+    expected = cv2.resize(np.ascontiguousarray(written[4]), (20, 20), interpolation=cv2.INTER_AREA)
+    assert np.abs(frames[2].astype(int) - expected.astype(int)).mean() < 8  # frame 4, up to codec loss
+    assert len(read_video(tmp_path / "a.mp4", FrameSpec(size=20, stride=1, max_frames=4))) == 4
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000)])
+def test_corrupt_empty_or_missing_videos_raise_a_clear_error(tmp_path, content):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(content)
+    with pytest.raises(VideoError, match="bad.mp4"):
+        read_video(bad, FrameSpec())
+    with pytest.raises(VideoError, match="no such video"):
+        read_video(tmp_path / "missing.mp4", FrameSpec())
+
+
+def test_frame_cache_decodes_once_and_notices_a_changed_video(tmp_path):
+    video = tmp_path / "a.mp4"
+    write_video(video, seed=1)
+    cache = FrameCache(tmp_path / "cache", FrameSpec(size=16))
+    first = np.array(cache.get(video))
+    entry = cache.path_for(video)
+    assert entry.exists()
+    assert np.array_equal(np.load(entry), first) and np.array_equal(cache.get(video), first)
+    write_video(video, n_frames=5, seed=2)  # replaced: a new key, decoded again (never a stale entry)
+    os.utime(video, ns=(entry.stat().st_mtime_ns + 10**9,) * 2)
+    assert cache.path_for(video) != entry and len(cache.get(video)) == 5
+    assert not list(cache.root.glob(".*.tmp"))  # writes are atomic
+
+
+def test_frame_cache_fill_reports_bad_videos_and_caches_the_rest(tmp_path):
+    good = [tmp_path / f"{i}.mp4" for i in range(3)]
+    for i, v in enumerate(good):
+        write_video(v, seed=i)
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    cache = FrameCache(tmp_path / "cache", FrameSpec(size=16))
+    failed = cache.fill([*good, bad], workers=2)
+    assert list(failed) == [str(bad)] and "bad.mp4" in failed[str(bad)]
+    assert all(cache.path_for(v).exists() for v in good)
+
+
+def test_shapes_through_video2pose():
+    model = Video2Pose(Video2PoseConfig(**TINY)).eval()
+    frames = torch.randint(0, 256, (2, 5, 32, 32, 3), dtype=torch.uint8)
+    pad = torch.tensor([[False] * 5, [False, False, False, True, True]])
+    out = model(frames, pad)
+    assert out.shape == (2, 5, extractors.FUSED_DIMS) == (2, 5, sum(TRACK_DIMS))
+    assert torch.isfinite(out).all()
+
+
+def test_padding_frames_change_nothing():
+    model = Video2Pose(Video2PoseConfig(**TINY)).eval()
+    frames = torch.randint(0, 256, (2, 6, 32, 32, 3), dtype=torch.uint8)
+    pad = torch.zeros(2, 6, dtype=torch.bool)
+    pad[1, 4:] = True
+    other = frames.clone()
+    other[1, 4:] = 255 - other[1, 4:]  # only padding differs
+    a, b = model(frames, pad), model(other, pad)
+    torch.testing.assert_close(a[:, :4], b[:, :4])
+    torch.testing.assert_close(a[0], b[0])
+    # and a real frame does matter (the test would pass for a model that ignored its input otherwise)
+    other[1, 0] = 255 - other[1, 0]
+    assert not torch.allclose(model(other, pad)[1, :4], a[1, :4])
+
+
+def test_pad_frames():
+    batch = pad_frames([np.ones((3, 4, 4, 3), np.uint8), np.full((1, 4, 4, 3), 7, np.uint8)])
+    assert batch["frames"].shape == (2, 3, 4, 4, 3)
+    assert batch["frame_pad"].tolist() == [[False, False, False], [False, True, True]]
+    assert int(batch["frames"][1, 0, 0, 0, 0]) == 7 and int(batch["frames"][1, 1].sum()) == 0
+
+
+def test_a_named_timm_backbone_loads_local_pretrained_weights(tmp_path):
+    # weights saved at 224 px (as published) and loaded at 32 px: timm resamples the position embedding
+    reference = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
+    torch.save(reference.state_dict(), tmp_path / "vit_tiny.pth")
+    cfg = Video2PoseConfig(**TINY | {"backbone": "vit_tiny_patch16_224", "pretrained": str(tmp_path / "vit_tiny.pth")})
+    vit = build_vit(cfg)
+    loaded = vit.state_dict()
+    for k, v in reference.state_dict().items():
+        if k != "pos_embed":
+            torch.testing.assert_close(loaded[k], v)
+    assert loaded["pos_embed"].shape == (1, 1 + (32 // 16) ** 2, 192)  # class token + a 2 x 2 grid
+    frames, pad = torch.zeros(1, 2, 32, 32, 3, dtype=torch.uint8), torch.zeros(1, 2, dtype=torch.bool)
+    assert Video2Pose(cfg)(frames, pad).shape == (1, 2, sum(TRACK_DIMS))
+    with pytest.raises(FileNotFoundError, match="video2pose.pretrained"):
+        build_vit(Video2PoseConfig(**TINY | {"backbone": "vit_tiny_patch16_224", "pretrained": str(tmp_path / "no")}))
+    with pytest.raises(ValueError, match="video2pose.backbone"):
+        build_vit(Video2PoseConfig(**TINY | {"pretrained": str(tmp_path / "vit_tiny.pth")}))
+
+
+def test_reconstruction_loss_respects_the_track_mask():
+    g = torch.Generator().manual_seed(0)
+    B, T, D = 2, 4, sum(TRACK_DIMS)
+    target = torch.randn(B, T, D, generator=g)
+    mask = torch.ones(B, T, len(TRACK_DIMS), dtype=torch.bool)
+    mask[0, 1, 1] = False  # dwpose missed frame 1 of utterance 0
+    mask[1, 3] = False  # a padding frame
+    assert reconstruction_loss(target.clone(), target, mask, TRACK_DIMS) == 0
+    pred = target.clone()
+    a, b = extractors.fused_slices()["dwpose"]
+    pred[0, 1, a:b] += 5.0  # wrong only where there is no ground truth
+    pred[1, 3] -= 3.0
+    assert reconstruction_loss(pred, target, mask, TRACK_DIMS) == 0
+    pred[0, 0, a:b] += 1.0  # wrong on one real dwpose frame: mean over the 6 real dwpose frames, 384 dims each
+    torch.testing.assert_close(reconstruction_loss(pred, target, mask, TRACK_DIMS), torch.tensor(1.0 / 6))
