@@ -79,13 +79,15 @@ def test_frame_cache_fill_reports_bad_videos_and_caches_the_rest(tmp_path):
     assert all(cache.path_for(v).exists() for v in good)
 
 
-def test_shapes_through_video2pose():
-    model = Video2Pose(Video2PoseConfig(**TINY)).eval()
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_shapes_through_video2pose(stem):
+    model = Video2Pose(Video2PoseConfig(**TINY, stem=stem)).eval()
     frames = torch.randint(0, 256, (2, 5, 32, 32, 3), dtype=torch.uint8)
     pad = torch.tensor([[False] * 5, [False, False, False, True, True]])
     out = model(frames, pad)
     assert out.shape == (2, 5, extractors.FUSED_DIMS) == (2, 5, sum(TRACK_DIMS))
     assert torch.isfinite(out).all()
+    assert model.vit.patch_embed.grid_size == (2, 2)  # either stem: one token per 16 x 16 pixels
 
 
 def test_padding_frames_change_nothing():
