@@ -16,10 +16,9 @@ import json
 import math
 import os
 import resource
-import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import jiwer
@@ -28,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline import data as data_module
+from pipeline import training as training_module
 from pipeline.data import Utterance, augment, bucket_batches, collate, load_split
 from pipeline.decoding import greedy
 from pipeline.devices import autocast, resolve_device
@@ -47,6 +47,7 @@ from pipeline.nets.losses import (
 from pipeline.nets.pose2gloss import Pose2Gloss, Pose2GlossConfig, make_schedulers, shift_right, snr
 from pipeline.params import load_params, write_metrics
 from pipeline.store import FrameStore
+from pipeline.training import lr_lambda, publish, resume_point, split_params
 from pipeline.vocab import PAD, Vocab
 
 
@@ -90,20 +91,12 @@ def run_fingerprint(
     and the training code itself (a fixed bug must retrain, not resume a finished run)."""
     store = FrameStore(features)
     h = hashlib.sha256(json.dumps([asdict(model_cfg), asdict(cfg)], sort_keys=True, default=str).encode())
-    for module in (sys.modules[__name__], pose2gloss_net, losses_module, data_module):
+    for module in (sys.modules[__name__], pose2gloss_net, losses_module, data_module, training_module):
         h.update(Path(module.__file__).read_bytes())
     h.update(store.offsets.tobytes())
     h.update(json.dumps(store.attrs, sort_keys=True, default=str).encode())
     h.update((Path(corpus) / "vocab.json").read_bytes())
     return h.hexdigest()
-
-
-def lr_lambda(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    """Linear warmup, then cosine decay from 1 to `min_ratio` (Table 2)."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def _linear(schedule: tuple[float, float], progress: float) -> float:
@@ -221,17 +214,8 @@ def train(
     state = {"epoch": 0, "batch": 0, "step": 0, "best_wer": float("inf"), "history": []}
     last = out_dir / "last.pt"
     fingerprint = run_fingerprint(model_cfg, cfg, features, corpus)
-    if last.exists():
-        ck = torch.load(last, map_location=device, weights_only=False)
-        if ck.get("fingerprint") != fingerprint:
-            # the work folder outlives a killed run so that it resumes; a run with other params, data or code must
-            # start afresh instead of continuing someone else's optimisation
-            print(f"train_pose2gloss: {last} is from other params or data; starting afresh")
-            for old in out_dir.glob("*.pt"):
-                old.unlink()
-            if live_dir is not None:
-                shutil.rmtree(live_dir, ignore_errors=True)
-    if last.exists():
+    ck = resume_point(last, fingerprint, device, live_dir, "train_pose2gloss")
+    if ck is not None:
         model.load_state_dict(ck["model"])
         weighting.load_state_dict(ck["weighting"])
         opt.load_state_dict(ck["optimizer"])
@@ -268,7 +252,7 @@ def train(
     if live_dir is not None:
         from dvclive import Live
 
-        live = Live(str(live_dir), resume=last.exists(), save_dvc_exp=False, dvcyaml=None)
+        live = Live(str(live_dir), resume=ck is not None, save_dvc_exp=False, dvcyaml=None)
     bar = tqdm(total=total, initial=state["step"], desc="train_pose2gloss", unit="step", mininterval=2.0)
     steps_this_run = 0
     while state["epoch"] < cfg.epochs:
@@ -329,11 +313,7 @@ def train(
         save_weights(out_dir / "best.pt")
     if live is not None:
         live.end()
-    if out_dir != final_dir:  # finished: publish the checkpoints, drop the work folder (nothing left to resume)
-        final_dir.mkdir(parents=True, exist_ok=True)
-        for ck in out_dir.glob("*.pt"):
-            shutil.copy2(ck, final_dir / ck.name)
-        shutil.rmtree(out_dir)
+    publish(out_dir, final_dir)
     return {
         "epochs": cfg.epochs,
         "steps": state["step"],
@@ -347,28 +327,14 @@ def train(
 
 def configs_from_params(section: dict, seed: int) -> tuple[Pose2GlossConfig, TrainConfig]:
     """Split the `pose2gloss` params section into the model and training configs; unknown keys are errors."""
-    section = dict(section)
-    model_keys = {f.name for f in fields(Pose2GlossConfig)} - {"vocab_size", "track_dims", "extra"}
-    train_keys = {f.name for f in fields(TrainConfig)} - {"seed"}
-    unknown = sorted(set(section) - model_keys - train_keys)
-    if unknown:
-        raise ValueError(f"pose2gloss params: unknown keys {unknown}")
-    m = {k: v for k, v in section.items() if k in model_keys}
-    t = {k: v for k, v in section.items() if k in train_keys}
-    for k in ("unet_channels",):
-        if k in m:
-            m[k] = tuple(m[k])
-    for k in ("betas", "teacher_forcing", "noise_weight", "aug_speed"):
-        if k in t:
-            t[k] = tuple(t[k])
+    internal = {"vocab_size", "track_dims", "extra", "seed"}
+    m, t = split_params(dict(section), "pose2gloss", Pose2GlossConfig, TrainConfig, internal)
     defaults = TrainConfig()
     for k in ("weights", "losses"):  # partial dicts override the defaults key by key
         if k in t:
             if unknown := sorted(set(t[k]) - set(LOSS_NAMES)):
                 raise ValueError(f"pose2gloss.{k}: unknown losses {unknown}; losses are {list(LOSS_NAMES)}")
             t[k] = {**getattr(defaults, k), **t[k]}
-    if t.get("tracks") is not None:
-        t["tracks"] = tuple(t["tracks"])
     return Pose2GlossConfig(**m), TrainConfig(**t, seed=seed)
 
 

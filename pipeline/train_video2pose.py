@@ -19,10 +19,9 @@ import math
 import multiprocessing
 import os
 import resource
-import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline import scoring
+from pipeline import training as training_module
 from pipeline import video as video_module
 from pipeline.data import bucket_batches
 from pipeline.decoding import DecodeConfig
@@ -41,7 +41,7 @@ from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
 from pipeline.nets.video2pose import Video2Pose, Video2PoseConfig
 from pipeline.params import load_params, write_metrics
 from pipeline.store import FrameStore
-from pipeline.train_pose2gloss import lr_lambda
+from pipeline.training import lr_lambda, publish, resume_point, split_params
 from pipeline.video import Clip, FrameCache, FrameDataset, FrameSpec, collate_clips, load_clips
 from pipeline.vocab import Vocab
 
@@ -84,7 +84,7 @@ def run_fingerprint(
 ) -> str:  # fmt: skip
     """What a checkpoint must match to be resumed: configs, the frozen Stage I, the store, vocabulary and code."""
     h = hashlib.sha256(json.dumps([asdict(model_cfg), asdict(cfg)], sort_keys=True, default=str).encode())
-    for module in (sys.modules[__name__], video2pose_net, video_module):
+    for module in (sys.modules[__name__], video2pose_net, video_module, training_module):
         h.update(Path(module.__file__).read_bytes())
     h.update(file_digest(pose2gloss).encode())
     store = FrameStore(features)
@@ -181,15 +181,8 @@ def train(
     state = {"epoch": 0, "batch": 0, "step": 0, "best_wer": float("inf"), "history": []}
     last = out_dir / "last.pt"
     fingerprint = run_fingerprint(model_cfg, cfg, pose2gloss, features, corpus)
-    if last.exists():
-        ck = torch.load(last, map_location=device, weights_only=False)
-        if ck.get("fingerprint") != fingerprint:
-            print(f"train_video2pose: {last} is from other params, data or Stage I; starting afresh")
-            for old in out_dir.glob("*.pt"):
-                old.unlink()
-            if live_dir is not None:
-                shutil.rmtree(live_dir, ignore_errors=True)
-    if last.exists():
+    ck = resume_point(last, fingerprint, device, live_dir, "train_video2pose")
+    if ck is not None:
         v2p.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         lr_sched.load_state_dict(ck["lr_scheduler"])
@@ -217,7 +210,7 @@ def train(
     if live_dir is not None:
         from dvclive import Live
 
-        live = Live(str(live_dir), resume=last.exists(), save_dvc_exp=False, dvcyaml=None)
+        live = Live(str(live_dir), resume=ck is not None, save_dvc_exp=False, dvcyaml=None)
     dataset = FrameDataset(train_clips, cache)
     loader_kwargs = {}
     if cfg.loader_workers:
@@ -285,11 +278,7 @@ def train(
         save_weights(out_dir / "best.pt")
     if live is not None:
         live.end()
-    if out_dir != final_dir:
-        final_dir.mkdir(parents=True, exist_ok=True)
-        for ck in out_dir.glob("*.pt"):
-            shutil.copy2(ck, final_dir / ck.name)
-        shutil.rmtree(out_dir)
+    publish(out_dir, final_dir)
     return {
         "epochs": cfg.epochs,
         "steps": state["step"],
@@ -305,13 +294,8 @@ def train(
 
 def configs_from_params(section: dict, seed: int) -> tuple[Video2PoseConfig, TrainVideoConfig]:
     """Split the `video2pose` params section into the model and training configs; unknown keys are errors."""
-    section = dict(section)
-    model_keys = {f.name for f in fields(Video2PoseConfig)} - {"track_dims", "extra"}
-    train_keys = {f.name for f in fields(TrainVideoConfig)} - {"seed"}
-    if unknown := sorted(set(section) - model_keys - train_keys):
-        raise ValueError(f"video2pose params: unknown keys {unknown}")
-    m = {k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k in model_keys}
-    t = {k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k in train_keys}
+    internal = {"track_dims", "extra", "seed"}
+    m, t = split_params(dict(section), "video2pose", Video2PoseConfig, TrainVideoConfig, internal)
     if "weights" in t:
         if unknown := sorted(set(t["weights"]) - set(LOSSES)):
             raise ValueError(f"video2pose.weights: unknown losses {unknown}; losses are {list(LOSSES)}")

@@ -11,7 +11,8 @@ import zarr
 
 import extractors
 from pipeline.data import FeatureStoreError, Utterance, augment, bucket_batches, load_split
-from pipeline.train_pose2gloss import configs_from_params, lr_lambda, train
+from pipeline.train_pose2gloss import configs_from_params, train
+from pipeline.training import lr_lambda
 from pipeline.vocab import Vocab
 
 TINY_MODEL = dict(d_track=16, unified_dim=32, unet_channels=[8, 16], d_model=32, n_decoder_layers=1,
