@@ -105,6 +105,15 @@ def test_padding_frames_change_nothing():
     assert not torch.allclose(model(other, pad)[1, :4], a[1, :4])
 
 
+def test_runs_under_mixed_precision():
+    # what training does on CUDA (bfloat16 autocast); the CPU autocast exercises the same dtype handling
+    model = Video2Pose(Video2PoseConfig(**TINY))
+    pad = torch.tensor([[False, False, True], [False, False, False]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.zeros(2, 3, 32, 32, 3, dtype=torch.uint8), pad)
+    assert out.shape == (2, 3, sum(TRACK_DIMS)) and torch.isfinite(out.float()).all()
+
+
 def test_pad_frames():
     batch = pad_frames([np.ones((3, 4, 4, 3), np.uint8), np.full((1, 4, 4, 3), 7, np.uint8)])
     assert batch["frames"].shape == (2, 3, 4, 4, 3)

@@ -135,9 +135,9 @@ class Video2Pose(nn.Module):
         """frames (B, T, H, W, 3) uint8, frame_pad (B, T) True where padding -> tracks (B, T, 1959)."""
         B, T = frame_pad.shape
         real = ~frame_pad
-        v = self.encode_frames(frames[real])  # (N, d_v), N real frames
-        h = torch.zeros(B, T, self.cfg.d_temporal, device=v.device, dtype=v.dtype)
-        h[real] = self.frame_proj(v)
+        v = self.frame_proj(self.encode_frames(frames[real]))  # (N, d_temporal), N real frames
+        h = v.new_zeros(B, T, self.cfg.d_temporal)  # v's dtype: bfloat16 under CUDA autocast
+        h[real] = v
         h = h + timestep_embedding(torch.arange(T, device=h.device), self.cfg.d_temporal).to(h.dtype)
         h = self.norm(self.temporal(h, src_key_padding_mask=frame_pad))  # (B, T, d_temporal)  Eq. 6
         return torch.cat([head(h) for head in self.heads], dim=-1)  # (B, T, 1959)  Eq. 7
