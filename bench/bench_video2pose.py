@@ -7,8 +7,8 @@ Needs `make repro` first (reads data/corpus, data/features.zarr and models/pose2
 (a) training: frames/s of Video2Pose training steps (forward, reconstruction + text loss through the frozen
     Stage I, backward, AdamW) with the `video2pose` params, batches from a warm frame cache, median of
     `--repeats` windows of `--steps` steps, and peak memory;
-(b) decoding videos into frames (OpenCV decode + resize, what a cold cache costs), frames/s with one process and
-    with one worker process per core;
+(b) decoding the train videos into frames (OpenCV decode + resize, what a cold cache costs), frames/s with one
+    process and with `FrameCache.fill`'s pool of one worker process per core (its start-up included);
 (c) the data loader alone reading the warm frame cache (what every epoch after the first costs), frames/s with
     `loader_workers` 0 and 2.
 
@@ -102,7 +102,7 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device,
 
 
 def bench_decoding(clips: list, spec: FrameSpec, repeats: int) -> dict:
-    videos = [c.video for c in clips[:48]]
+    videos = [c.video for c in clips]  # the whole train split: the pool's start-up (spawn) is amortised as in training
     frames = sum(len(read_video(v, spec)) for v in videos[:4])  # warm the OS file cache and the codec
     one, pool = [], []
     workers = os.cpu_count() or 1
@@ -126,17 +126,19 @@ def bench_loader(clips: list, cache: FrameCache, batch_size: int, repeats: int) 
     dataset = FrameDataset(clips, cache)
     order = bucket_batches([c.n_frames for c in clips], batch_size, np.random.default_rng(0))
     for workers in (0, 2):
-        kwargs = {"num_workers": workers, "multiprocessing_context": multiprocessing.get_context("spawn")} if workers \
-            else {}  # fmt: skip
+        kwargs = {"num_workers": workers, "persistent_workers": True,
+                  "multiprocessing_context": multiprocessing.get_context("spawn")} if workers else {}  # fmt: skip
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=order, collate_fn=_as_list, **kwargs)
+        for _ in loader:  # warm-up pass: starts the workers
+            pass
         rates = []
         for _ in range(repeats):
-            loader = torch.utils.data.DataLoader(dataset, batch_sampler=order, collate_fn=_as_list, **kwargs)
             t0, n = time.perf_counter(), 0
             for frames in loader:
                 n += sum(len(f) for f in frames)
             rates.append(n / (time.perf_counter() - t0))
         out[f"workers_{workers}_frames_per_s"] = round(statistics.median(rates), 1)
-    out["note"] = "one pass over the train split from the warm cache; with workers, includes their start-up"
+    out["note"] = "passes over the train split from the warm cache, after a warm-up pass that starts the workers"
     return out
 
 
