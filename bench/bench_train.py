@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import resource
 import statistics
 import sys
 import time
@@ -26,6 +25,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from timing import peak_memory, timed_windows  # noqa: E402  (bench/timing.py)
 
 from pipeline.data import bucket_batches, collate, load_split  # noqa: E402
 from pipeline.devices import autocast, resolve_device  # noqa: E402
@@ -64,28 +65,12 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device)
         opt.zero_grad(set_to_none=True)
         return len(items)
 
-    for i in range(5):
-        step(i)
-    rates, i = [], 5
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0, n = time.perf_counter(), 0
-        for _ in range(steps):
-            n += step(i)
-            i += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        rates.append((n / dt, steps / dt))
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # fmt: skip
+    windows = timed_windows(step, steps, repeats, device, warmup=5)
     return {
-        "samples_per_s": round(statistics.median(r[0] for r in rates), 2),
-        "steps_per_s": round(statistics.median(r[1] for r in rates), 3),
+        "samples_per_s": round(statistics.median(n / dt for n, dt in windows), 2),
+        "steps_per_s": round(statistics.median(steps / dt for _, dt in windows), 3),
         "batch_size": cfg.batch_size,
-        "peak_memory_mb": round(peak, 1),
-        "memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
+        **peak_memory(device),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
 

@@ -21,7 +21,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import resource
 import shutil
 import statistics
 import sys
@@ -35,13 +34,23 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from timing import peak_memory, timed_windows  # noqa: E402  (bench/timing.py)
+
 from pipeline.data import bucket_batches  # noqa: E402
 from pipeline.devices import autocast, resolve_device  # noqa: E402
 from pipeline.nets.pose2gloss import Pose2Gloss  # noqa: E402
 from pipeline.nets.video2pose import Video2Pose  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
 from pipeline.train_video2pose import _as_list, configs_from_params, freeze, training_losses  # noqa: E402
-from pipeline.video import FrameCache, FrameDataset, FrameSpec, collate_clips, load_clips, read_video  # noqa: E402
+from pipeline.video import (  # noqa: E402
+    FrameCache,
+    FrameDataset,
+    FrameSpec,
+    clip_frames,
+    collate_clips,
+    load_clips,
+    read_video,
+)  # fmt: skip
 from pipeline.vocab import Vocab  # noqa: E402
 
 CORPUS, FEATURES = ROOT / "data/corpus", ROOT / "data/features.zarr"
@@ -62,7 +71,7 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device,
 
     def step(i: int) -> int:
         items = [clips[j] for j in order[i % len(order)]]
-        batch = collate_clips(items, [np.asarray(cache.get(c.video)[: c.n_frames]) for c in items])
+        batch = collate_clips(items, clip_frames(items, cache))
         batch = {k: v.to(device) for k, v in batch.items()}
         with autocast(device):
             losses = training_losses(v2p, p2g, batch, cfg)
@@ -71,29 +80,14 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device,
         opt.zero_grad(set_to_none=True)
         return int((~batch["frame_pad"]).sum())
 
-    for i in range(3):
-        step(i)
-    rates, i = [], 3
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0, n = time.perf_counter(), 0
-        for _ in range(steps):
-            n += step(i)
-            i += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        rates.append(n / (time.perf_counter() - t0))
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # fmt: skip
+    windows = timed_windows(step, steps, repeats, device, warmup=3)
     return (
         {
-            "frames_per_s": round(statistics.median(rates), 1),
+            "frames_per_s": round(statistics.median(n / dt for n, dt in windows), 1),
             "batch_size": cfg.batch_size,
             "img_size": model_cfg.img_size,
             "stem": model_cfg.stem,
-            "peak_memory_mb": round(peak, 1),
-            "memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
+            **peak_memory(device),
             "parameters": sum(p.numel() for p in v2p.parameters()),
         },
         clips,

@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import fields
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
@@ -37,7 +36,7 @@ from pipeline.devices import autocast, resolve_device
 from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
 from pipeline.nets.video2pose import Video2Pose
 from pipeline.params import load_params, write_metrics
-from pipeline.video import Clip, FrameCache, FrameSpec, load_clips, pad_frames
+from pipeline.video import Clip, FrameCache, FrameSpec, clip_frames, load_clips, pad_frames
 from pipeline.vocab import Vocab
 
 SPLITS = ("test", "test_unseen")
@@ -71,22 +70,24 @@ def recognize(
     dcfg: DecodeConfig,
     batch_size: int = 32,
     desc: str = "evaluate",
+    topk: bool = True,
 ) -> dict:
-    """Decode every utterance and count teacher-forced top-k hits.
+    """Decode every utterance and, with `topk`, count teacher-forced top-k hits.
 
-    Returns {"utt_id", "references", "hypotheses"} lists and {"top<k>": (hits, count)}; the memory is computed
-    once per batch and shared by the search and the teacher-forced pass."""
+    Returns {"utt_id", "references", "hypotheses"} lists and {"top<k>": (hits, count)} (zeros without `topk`);
+    the memory is computed once per batch and shared by the search and the teacher-forced pass."""
     device = next(model.parameters()).device
     out: dict = {"utt_id": [], "references": [], "hypotheses": []} | {f"top{k}": (0, 0) for k in TOP_K}
     gen = torch.Generator(device=device).manual_seed(dcfg.seed)
     for items in tqdm(list(_batches(data, batch_size)), desc=desc, unit="batch", mininterval=2.0):
         memory, pad = memory_fn(items, gen)
         ids = decode(model.next_logits_fn(memory, pad), len(items), dcfg, device)
-        targets = pad_targets([u.target for u in items]).to(device)
-        logits = model.decoder(shift_right(targets), memory, pad)
-        for k in TOP_K:
-            hits, count = scoring.topk_hits(logits, targets, k)
-            out[f"top{k}"] = (out[f"top{k}"][0] + hits, out[f"top{k}"][1] + count)
+        if topk:
+            targets = pad_targets([u.target for u in items]).to(device)
+            logits = model.decoder(shift_right(targets), memory, pad)
+            for k in TOP_K:
+                hits, count = scoring.topk_hits(logits, targets, k)
+                out[f"top{k}"] = (out[f"top{k}"][0] + hits, out[f"top{k}"][1] + count)
         out["utt_id"] += [u.utt_id for u in items]
         out["references"] += [u.glosses for u in items]
         out["hypotheses"] += [vocab.decode(row.tolist()) for row in ids]
@@ -111,7 +112,7 @@ def video2gloss_memory(v2p: Video2Pose, p2g: Pose2Gloss, cache: FrameCache) -> M
     device = next(p2g.parameters()).device
 
     def memory_fn(items: list[Clip], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = pad_frames([np.asarray(cache.get(c.video)[: c.n_frames]) for c in items])
+        batch = pad_frames(clip_frames(items, cache))
         frames, pad = batch["frames"].to(device), batch["frame_pad"].to(device)
         with autocast(device):
             poses = v2p(frames, pad).float()
@@ -169,6 +170,40 @@ def most_frequent_sequence_baseline(manifest: pd.DataFrame, splits: tuple[str, .
     return out
 
 
+def score_splits(
+    model: Pose2Gloss,
+    memory_fn: MemoryFn,
+    load: Callable[[str], tuple[list, dict[str, str]]],
+    corpus: str | os.PathLike,
+    dcfg: DecodeConfig,
+    splits: tuple[str, ...] = SPLITS,
+    batch_size: int = 32,
+) -> tuple[dict, pd.DataFrame]:
+    """Metrics per split and the per-utterance table, for any model that gives Stage I decoder memory.
+
+    `load(split)` returns the split's items and {utt_id: reason} for those it had to skip (an undecodable video):
+    a skipped utterance is reported under the split's `skipped` and scored as an empty hypothesis, so it counts
+    against WER and BLEU instead of silently leaving the test set."""
+    vocab = Vocab.load(Path(corpus) / "vocab.json")
+    manifest = read_manifest(corpus)
+    signers = dict(zip(manifest.utt_id, manifest.signer))
+    glosses = dict(zip(manifest.utt_id, manifest.glosses))
+    metrics, tables = {}, []
+    for split in splits:
+        items, skipped = load(split)
+        if not items and not skipped:
+            continue
+        rec = recognize(model, memory_fn, items, vocab, dcfg, batch_size, desc=f"evaluate {split}")
+        for utt, reason in skipped.items():
+            print(f"evaluate: {utt} scored as an empty hypothesis: {reason}")
+            rec["utt_id"].append(utt)
+            rec["references"].append(glosses[utt])
+            rec["hypotheses"].append("")
+        metrics[split] = split_metrics(rec) | {"skipped": skipped}
+        tables.append(per_utterance(rec, split, signers))
+    return metrics, pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
 def evaluate_pose2gloss(
     checkpoint: str | os.PathLike,
     features: str | os.PathLike,
@@ -178,21 +213,14 @@ def evaluate_pose2gloss(
     batch_size: int = 32,
     device: str = "auto",
 ) -> tuple[dict, pd.DataFrame]:
-    """Metrics per split and the per-utterance table for a Stage I checkpoint."""
-    dev = resolve_device(device)
-    model = Pose2Gloss.from_checkpoint(checkpoint, dev)
+    """Metrics per split and the per-utterance table for a Stage I checkpoint reading the fused store."""
+    model = Pose2Gloss.from_checkpoint(checkpoint, resolve_device(device))
     vocab = Vocab.load(Path(corpus) / "vocab.json")
-    manifest = read_manifest(corpus)
-    signers = dict(zip(manifest.utt_id, manifest.signer))
-    metrics, tables = {}, []
-    for split in splits:
-        data = load_split(features, corpus, vocab, split, max_len=model.cfg.max_len, **model.data_options)
-        if not data:
-            continue
-        rec = recognize(model, pose2gloss_memory(model), data, vocab, dcfg, batch_size, desc=f"evaluate {split}")
-        metrics[split] = split_metrics(rec)
-        tables.append(per_utterance(rec, split, signers))
-    return metrics, pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+    def load(split: str) -> tuple[list[Utterance], dict[str, str]]:
+        return load_split(features, corpus, vocab, split, max_len=model.cfg.max_len, **model.data_options), {}
+
+    return score_splits(model, pose2gloss_memory(model), load, corpus, dcfg, splits, batch_size)
 
 
 def evaluate_video2gloss(
@@ -206,32 +234,17 @@ def evaluate_video2gloss(
     device: str = "auto",
 ) -> tuple[dict, pd.DataFrame]:
     """Metrics per split and the per-utterance table for Video2Gloss: Video2Pose then the frozen Stage I.
-
-    A video that cannot be decoded is reported (`skipped` in the split's metrics, with the reason) and scored as an
-    empty hypothesis, so it counts against WER and BLEU instead of silently leaving the test set."""
+    Videos that cannot be decoded are reported and scored as empty hypotheses (`score_splits`)."""
     dev = resolve_device(device)
     v2p = Video2Pose.from_checkpoint(checkpoint, dev)
     p2g = Pose2Gloss.from_checkpoint(pose2gloss, dev)
     cache = FrameCache(frame_cache, FrameSpec(**v2p.frame_options))
     vocab = Vocab.load(Path(corpus) / "vocab.json")
-    manifest = read_manifest(corpus)
-    signers = dict(zip(manifest.utt_id, manifest.signer))
-    glosses = dict(zip(manifest.utt_id, manifest.glosses))
-    metrics, tables = {}, []
-    for split in splits:
-        clips, skipped = load_clips(corpus, vocab, split, cache, max_len=p2g.cfg.max_len)
-        if not clips and not skipped:
-            continue
-        memory_fn = video2gloss_memory(v2p, p2g, cache)
-        rec = recognize(p2g, memory_fn, clips, vocab, dcfg, batch_size, desc=f"evaluate {split}")
-        for utt, reason in skipped.items():
-            print(f"evaluate video2gloss: {utt} scored as an empty hypothesis: {reason}")
-            rec["utt_id"].append(utt)
-            rec["references"].append(glosses[utt])
-            rec["hypotheses"].append("")
-        metrics[split] = split_metrics(rec) | {"skipped": skipped}
-        tables.append(per_utterance(rec, split, signers))
-    return metrics, pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+    def load(split: str) -> tuple[list[Clip], dict[str, str]]:
+        return load_clips(corpus, vocab, split, cache, max_len=p2g.cfg.max_len)
+
+    return score_splits(p2g, video2gloss_memory(v2p, p2g, cache), load, corpus, dcfg, splits, batch_size)
 
 
 def main(argv: list[str] | None = None) -> None:

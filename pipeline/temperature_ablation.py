@@ -53,7 +53,8 @@ def run_ablation(
             data = load_split(features, corpus, vocab, split, max_len=model.cfg.max_len, **model.data_options)
         for t in temperatures:
             dcfg = dataclasses.replace(base, temperature=t)
-            rec = recognize(model, pose2gloss_memory(model), data, vocab, dcfg, batch_size, f"{period} T={t}")
+            rec = recognize(model, pose2gloss_memory(model), data, vocab, dcfg, batch_size, f"{period} T={t}",
+                            topk=False)  # fmt: skip
             m = split_metrics(rec)
             records.append({"cell": f"{period} ({name[:-3]}), T={t}", "period": period, "checkpoint": name,
                             "temperature": t, "bleu": round(m["bleu"], 3), "wer": round(m["wer"], 3)})  # fmt: skip

@@ -11,8 +11,6 @@ and `last.pt`, from which a killed run resumes) and DVCLive curves under `metric
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import math
 import os
 import resource
@@ -46,8 +44,7 @@ from pipeline.nets.losses import (
 )
 from pipeline.nets.pose2gloss import Pose2Gloss, Pose2GlossConfig, make_schedulers, shift_right, snr
 from pipeline.params import load_params, write_metrics
-from pipeline.store import FrameStore
-from pipeline.training import lr_lambda, publish, resume_point, split_params
+from pipeline.training import lr_lambda, publish, resume_point, run_fingerprint, save_atomic, split_params
 from pipeline.vocab import PAD, Vocab
 
 
@@ -82,21 +79,6 @@ class TrainConfig:
     checkpoint_every: int = 50  # optimizer steps between `last.pt` saves
     seed: int = 0
     device: str = "auto"
-
-
-def run_fingerprint(
-    model_cfg: Pose2GlossConfig, cfg: TrainConfig, features: str | os.PathLike, corpus: str | os.PathLike
-) -> str:
-    """What a checkpoint must match to be resumed: both configs, the store's index and statistics, the vocabulary
-    and the training code itself (a fixed bug must retrain, not resume a finished run)."""
-    store = FrameStore(features)
-    h = hashlib.sha256(json.dumps([asdict(model_cfg), asdict(cfg)], sort_keys=True, default=str).encode())
-    for module in (sys.modules[__name__], pose2gloss_net, losses_module, data_module, training_module):
-        h.update(Path(module.__file__).read_bytes())
-    h.update(store.offsets.tobytes())
-    h.update(json.dumps(store.attrs, sort_keys=True, default=str).encode())
-    h.update((Path(corpus) / "vocab.json").read_bytes())
-    return h.hexdigest()
 
 
 def _linear(schedule: tuple[float, float], progress: float) -> float:
@@ -213,7 +195,8 @@ def train(
     gen = torch.Generator().manual_seed(cfg.seed)
     state = {"epoch": 0, "batch": 0, "step": 0, "best_wer": float("inf"), "history": []}
     last = out_dir / "last.pt"
-    fingerprint = run_fingerprint(model_cfg, cfg, features, corpus)
+    code = [sys.modules[__name__], pose2gloss_net, losses_module, data_module, training_module]
+    fingerprint = run_fingerprint([model_cfg, cfg], code, features, corpus)
     ck = resume_point(last, fingerprint, device, live_dir, "train_pose2gloss")
     if ck is not None:
         model.load_state_dict(ck["model"])
@@ -226,8 +209,7 @@ def train(
     quarters = {round(total * q / 4): f"q{25 * q}.pt" for q in (1, 2, 3, 4)}
 
     def save(path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        torch.save(
+        save_atomic(
             {
                 "model": model.state_dict(),
                 "weighting": weighting.state_dict(),
@@ -241,9 +223,8 @@ def train(
                 "train_config": asdict(cfg),
                 "fingerprint": fingerprint,
             },  # fmt: skip
-            tmp,
+            path,
         )
-        os.replace(tmp, path)
 
     def save_weights(path: Path) -> None:  # what inference needs, without the optimizer state
         torch.save({"model": model.state_dict(), "model_config": asdict(model_cfg), "data_options": data_options}, path)

@@ -13,8 +13,6 @@ DVCLive curves under `metrics/train_video2pose/`.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import math
 import multiprocessing
 import os
@@ -40,9 +38,8 @@ from pipeline.nets.losses import reconstruction_loss, text_loss
 from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
 from pipeline.nets.video2pose import Video2Pose, Video2PoseConfig
 from pipeline.params import load_params, write_metrics
-from pipeline.store import FrameStore
-from pipeline.training import lr_lambda, publish, resume_point, split_params
-from pipeline.video import Clip, FrameCache, FrameDataset, FrameSpec, collate_clips, load_clips
+from pipeline.training import lr_lambda, publish, resume_point, run_fingerprint, save_atomic, split_params
+from pipeline.video import Clip, FrameCache, FrameDataset, FrameSpec, clip_frames, collate_clips, load_clips
 from pipeline.vocab import Vocab
 
 LOSSES = ("recon", "text")
@@ -74,26 +71,6 @@ def _as_list(frames: list[np.ndarray]) -> list[np.ndarray]:  # module level: spa
     return frames
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def run_fingerprint(
-    model_cfg: Video2PoseConfig, cfg: TrainVideoConfig, pose2gloss: str | os.PathLike, features: str | os.PathLike,
-    corpus: str | os.PathLike,
-) -> str:  # fmt: skip
-    """What a checkpoint must match to be resumed: configs, the frozen Stage I, the store, vocabulary and code."""
-    h = hashlib.sha256(json.dumps([asdict(model_cfg), asdict(cfg)], sort_keys=True, default=str).encode())
-    for module in (sys.modules[__name__], video2pose_net, video_module, training_module):
-        h.update(Path(module.__file__).read_bytes())
-    h.update(file_digest(pose2gloss).encode())
-    store = FrameStore(features)
-    h.update(store.offsets.tobytes())
-    h.update(json.dumps(store.attrs, sort_keys=True, default=str).encode())
-    h.update((Path(corpus) / "vocab.json").read_bytes())
-    return h.hexdigest()
-
-
 def freeze(model: torch.nn.Module) -> torch.nn.Module:
     """Stage I stays exactly as trained: no gradients, eval mode (no dropout) for good."""
     model.requires_grad_(False)
@@ -122,14 +99,13 @@ def validate(
     recon, n = 0.0, 0
     for s in range(0, len(clips), 32):
         items = clips[s : s + 32]
-        batch = {k: v.to(device) for k, v in collate_clips(items, [FrameDataset(items, cache)[i] for i in
-                                                                  range(len(items))]).items()}  # fmt: skip
+        batch = {k: v.to(device) for k, v in collate_clips(items, clip_frames(items, cache)).items()}
         with autocast(device):
             pred = v2p(batch["frames"], batch["frame_pad"])
         recon += reconstruction_loss(pred.float(), batch["poses"], batch["track_mask"], v2p.cfg.track_dims).item()
         n += 1
     rec = recognize(p2g, video2gloss_memory(v2p, p2g, cache), clips, vocab, DecodeConfig(strategy="greedy"),
-                    desc="validate")  # fmt: skip
+                    desc="validate", topk=False)  # fmt: skip
     v2p.train()
     return {"wer": scoring.wer(rec["references"], rec["hypotheses"])["wer"], "recon": recon / max(1, n)}
 
@@ -180,7 +156,8 @@ def train(
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, total, warmup, cfg.min_lr_ratio))
     state = {"epoch": 0, "batch": 0, "step": 0, "best_wer": float("inf"), "history": []}
     last = out_dir / "last.pt"
-    fingerprint = run_fingerprint(model_cfg, cfg, pose2gloss, features, corpus)
+    code = [sys.modules[__name__], video2pose_net, video_module, training_module]
+    fingerprint = run_fingerprint([model_cfg, cfg], code, features, corpus, files=(pose2gloss,))
     ck = resume_point(last, fingerprint, device, live_dir, "train_video2pose")
     if ck is not None:
         v2p.load_state_dict(ck["model"])
@@ -191,16 +168,14 @@ def train(
     frame_options = asdict(spec)
 
     def save(path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        torch.save(
+        save_atomic(
             {
                 "model": v2p.state_dict(), "optimizer": opt.state_dict(), "lr_scheduler": lr_sched.state_dict(),
                 "torch_rng": torch.get_rng_state(), "state": state, "model_config": asdict(model_cfg),
                 "frame_options": frame_options, "train_config": asdict(cfg), "fingerprint": fingerprint,
             },
-            tmp,
+            path,
         )  # fmt: skip
-        os.replace(tmp, path)
 
     def save_weights(path: Path) -> None:
         torch.save({"model": v2p.state_dict(), "model_config": asdict(model_cfg), "frame_options": frame_options},

@@ -7,12 +7,18 @@ checkpoints to the output folder when it finishes.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import shutil
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
+from types import ModuleType
 
 import torch
+
+from pipeline.store import FrameStore
 
 
 def lr_lambda(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -39,6 +45,32 @@ def split_params(section: dict, name: str, model_cls: type, train_cls: type, int
         {k: value(v) for k, v in section.items() if k in model_keys},
         {k: value(v) for k, v in section.items() if k in train_keys},
     )
+
+
+def run_fingerprint(
+    configs: list, code: list[ModuleType], features: str | os.PathLike, corpus: str | os.PathLike,
+    files: tuple[str | os.PathLike, ...] = (),
+) -> str:  # fmt: skip
+    """What a checkpoint must match to be resumed: the config dataclasses, the source of the `code` modules (a
+    fixed bug must retrain, not resume a finished run), the store's index and statistics, the vocabulary, and
+    the content of `files` (e.g. the frozen Stage I checkpoint)."""
+    h = hashlib.sha256(json.dumps([asdict(c) for c in configs], sort_keys=True, default=str).encode())
+    for module in code:
+        h.update(Path(module.__file__).read_bytes())
+    for f in files:
+        h.update(hashlib.sha256(Path(f).read_bytes()).digest())
+    store = FrameStore(features)
+    h.update(store.offsets.tobytes())
+    h.update(json.dumps(store.attrs, sort_keys=True, default=str).encode())
+    h.update((Path(corpus) / "vocab.json").read_bytes())
+    return h.hexdigest()
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    """torch.save through a temporary file: a run killed while saving never leaves a truncated checkpoint."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def resume_point(

@@ -13,6 +13,7 @@ import hashlib
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,15 +109,11 @@ class FrameCache:
             return failed
         workers = workers or int(os.environ.get("SIGNX_WORKERS", 0)) or os.cpu_count() or 1
         workers = max(1, min(workers, len(todo)))
-        if workers == 1:
-            results = map(_cache_one, [(self, v) for v in todo])
-            for video, err in tqdm(results, total=len(todo), desc=desc, unit="video", mininterval=2.0):
-                if err:
-                    failed[video] = err
-            return failed
+        jobs = [(self, v) for v in todo]
         # spawn, not fork: the parent already runs threads (torch, zarr)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = pool.map(_cache_one, [(self, v) for v in todo], chunksize=8)
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=spawn) if workers > 1 else nullcontext() as pool:
+            results = pool.map(_cache_one, jobs, chunksize=8) if pool else map(_cache_one, jobs)
             for video, err in tqdm(results, total=len(todo), desc=desc, unit="video", mininterval=2.0):
                 if err:
                     failed[video] = err
@@ -192,19 +189,23 @@ def load_clips(
     return clips, skipped
 
 
+def clip_frames(clips: list[Clip], cache: FrameCache) -> list[np.ndarray]:
+    """Each clip's (n_frames, H, W, 3) uint8 frames from the cache (decoded now if missing)."""
+    return [np.asarray(cache.get(c.video)[: c.n_frames]) for c in clips]
+
+
 class FrameDataset(torch.utils.data.Dataset):
     """Cached frames of clips, for a DataLoader (its workers read the cache, decoding any video not yet in it)."""
 
     def __init__(self, clips: list[Clip], cache: FrameCache):
-        self.videos = [c.video for c in clips]
-        self.lengths = [c.n_frames for c in clips]
+        self.clips = [Clip(c.utt_id, c.video, c.n_frames, c.target, c.glosses) for c in clips]  # no poses to pickle
         self.cache = cache
 
     def __len__(self) -> int:
-        return len(self.videos)
+        return len(self.clips)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return np.ascontiguousarray(self.cache.get(self.videos[i])[: self.lengths[i]])
+        return clip_frames([self.clips[i]], self.cache)[0]
 
 
 def pad_frames(frames: list[np.ndarray]) -> dict[str, torch.Tensor]:

@@ -17,7 +17,7 @@ from pipeline.nets.video2pose import Video2Pose
 from pipeline.train_pose2gloss import configs_from_params as stage1_configs
 from pipeline.train_pose2gloss import train as train_stage1
 from pipeline.train_video2pose import configs_from_params, freeze, train, training_losses
-from pipeline.video import FrameCache, FrameSpec, collate_clips, load_clips
+from pipeline.video import FrameCache, FrameSpec, clip_frames, collate_clips, load_clips
 from pipeline.vocab import Vocab
 
 TINY_STAGE1 = dict(d_track=16, unified_dim=32, unet_channels=[8, 16], d_model=32, n_decoder_layers=1,
@@ -54,7 +54,7 @@ def test_stage1_gets_no_gradient_but_passes_it_to_video2pose(stage1, tmp_path):
     assert not skipped and clips
     v2p = Video2Pose(configs_from_params(TINY, 0)[0])
     items = clips[:3]
-    batch = collate_clips(items, [np.asarray(cache.get(c.video)[: c.n_frames]) for c in items])
+    batch = collate_clips(items, clip_frames(items, cache))
     cfg = configs_from_params(dict(TINY, weights={"recon": 0.0}), 0)[1]  # text loss only
     losses = training_losses(v2p, p2g, batch, cfg)
     assert set(losses) == {"text"}
@@ -106,7 +106,7 @@ def test_training_keeps_stage1_unchanged_and_resumes_after_a_kill(stage1, tmp_pa
 def test_overfits_a_tiny_set(stage1, tmp_path):
     _, cache, clips, _ = _clips(stage1, tmp_path)
     items = clips[:2]
-    batch = collate_clips(items, [np.asarray(cache.get(c.video)[: c.n_frames]) for c in items])
+    batch = collate_clips(items, clip_frames(items, cache))
     # a Stage I that knows these two utterances from their true poses, so the text loss has something to reach
     torch.manual_seed(0)
     m1, _ = stage1_configs(dict(TINY_STAGE1, dropout=0.0, diffusion=False), seed=0)
