@@ -6,8 +6,9 @@
     steps/s over `--steps` steps (after 5 warm-up steps), median of `--repeats` windows, and peak memory
     (process max RSS on CPU; `torch.cuda.max_memory_allocated` on CUDA).
 (b) Decoding with the trained `models/pose2gloss/best.pt` on the `test` split: per-utterance latency of beam
-    search (beam 5, one utterance at a time, median), and utterances/s when decoding batched (batch 32),
-    for beam search and greedy, same run.
+    search (the params' decoding: beam 5, joint with CTC; one utterance at a time, median), and utterances/s
+    when decoding batched (batch 32), for that beam search, the decoder-only beam search (ctc_weight 0) and
+    greedy, same run.
 """
 
 from __future__ import annotations
@@ -81,22 +82,25 @@ def bench_decoding(params: dict, repeats: int, device: torch.device) -> dict:
     data = load_split(FEATURES, CORPUS, vocab, "test", max_len=model.cfg.max_len, **model.data_options)
     beam = decode_config(params)
     greedy = dataclasses.replace(beam, strategy="greedy")
+    decoder_only = dataclasses.replace(beam, ctc_weight=0.0)
     memory_fn = pose2gloss_memory(model)
     single = []
     for u in data[:20]:
         t0 = time.perf_counter()
         recognize(model, memory_fn, [u], vocab, beam, batch_size=1, desc="single")
         single.append(time.perf_counter() - t0)
-    batched = {"beam": [], "greedy": []}
+    batched = {"beam": [], "beam_decoder_only": [], "greedy": []}
     for _ in range(repeats):
-        for name, dcfg in (("beam", beam), ("greedy", greedy)):
+        for name, dcfg in (("beam", beam), ("beam_decoder_only", decoder_only), ("greedy", greedy)):
             t0 = time.perf_counter()
             recognize(model, memory_fn, data, vocab, dcfg, batch_size=32, desc=name)
             batched[name].append(len(data) / (time.perf_counter() - t0))
     return {
         "beam_size": beam.beam_size,
+        "ctc_weight": beam.ctc_weight,
         "beam_latency_ms_per_utterance_median": round(1000 * statistics.median(single), 1),
         "beam_utterances_per_s_batched": round(statistics.median(batched["beam"]), 2),
+        "beam_decoder_only_utterances_per_s_batched": round(statistics.median(batched["beam_decoder_only"]), 2),
         "greedy_utterances_per_s_batched": round(statistics.median(batched["greedy"]), 2),
         "utterances": len(data),
         "note": "includes the DDIM reverse process and the teacher-forced Top-k pass of `recognize`",

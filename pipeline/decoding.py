@@ -6,7 +6,14 @@ and the result (N, V) scores the next gloss. Stage I, Stage II and any baseline 
 
 - `greedy`: the arg-max gloss at each step;
 - `beam_search`: batched beam search with temperature, a CTRL-style repetition penalty and a length penalty;
-- `sample`: ancestral sampling with temperature, top-k and top-p (nucleus) filtering, seeded.
+- `sample`: ancestral sampling with temperature, top-k and top-p (nucleus) filtering, seeded;
+- `ctc_best_path`: the arg-max CTC label of each frame, repeats merged and blanks dropped, for a model whose
+  encoder also scores glosses frame by frame (Stage I's auxiliary CTC head).
+
+Beam search can also be joint CTC / attention decoding (Watanabe et al. 2017, "Hybrid CTC/attention architecture
+for end-to-end speech recognition"; ESPnet's CTCPrefixScore): each extension of a hypothesis is scored by
+(1 - ctc_weight) x the decoder's log-probability + ctc_weight x the gain in the CTC prefix score, so a gloss
+sequence must both read well to the decoder and align monotonically with the frames.
 
 Every decoder returns (B, <= max_len) token ids ending with EOS (unless `max_len` ran out), padded with PAD.
 PAD (other than after EOS), BOS and UNK are never produced.
@@ -22,15 +29,16 @@ import torch
 from pipeline.vocab import BOS, EOS, PAD, UNK
 
 NextLogits = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-STRATEGIES = ("beam", "greedy", "sample")
+STRATEGIES = ("beam", "greedy", "sample", "ctc")
 
 
 @dataclass
 class DecodeConfig:
     """Inference settings; the defaults are Table 2's."""
 
-    strategy: str = "beam"  # beam | greedy | sample
+    strategy: str = "beam"  # beam | greedy | sample | ctc (best path of the CTC head alone)
     beam_size: int = 5
+    ctc_weight: float = 0.0  # beam search: weight of the CTC prefix score (0 = decoder only, 1 = CTC only)
     length_penalty: float = 0.7  # beam score = sum of log-probs / length ** length_penalty
     repetition_penalty: float = 2.5  # > 1 discourages glosses already in the hypothesis (beam search)
     temperature: float = 0.7  # logits / temperature before the softmax (beam search and sampling)
@@ -48,16 +56,32 @@ class DecodeConfig:
             raise ValueError("beam_size and max_len must be at least 1")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.ctc_weight <= 1:
+            raise ValueError(f"ctc_weight must be in [0, 1], got {self.ctc_weight}")
+
+    @property
+    def uses_ctc(self) -> bool:
+        return self.strategy == "ctc" or (self.strategy == "beam" and self.ctc_weight > 0)
 
 
-def decode(next_logits: NextLogits, batch_size: int, cfg: DecodeConfig, device: torch.device | str = "cpu"):
-    """Dispatch on `cfg.strategy`; returns (B, <= max_len) token ids."""
+def decode(
+    next_logits: NextLogits,
+    batch_size: int,
+    cfg: DecodeConfig,
+    device: torch.device | str = "cpu",
+    ctc: CTCPrefixScorer | None = None,
+):
+    """Dispatch on `cfg.strategy`; returns (B, <= max_len) token ids. `ctc` is needed when `cfg.uses_ctc`."""
+    if cfg.uses_ctc and ctc is None:
+        raise ValueError(f"decoding strategy {cfg.strategy!r} with ctc_weight {cfg.ctc_weight} needs CTC frame scores")
+    if cfg.strategy == "ctc":
+        return ctc_best_path(ctc.logp, ctc.lengths, cfg.max_len)
     if cfg.strategy == "greedy":
         return greedy(next_logits, batch_size, cfg.max_len, device)
     if cfg.strategy == "beam":
         return beam_search(
             next_logits, batch_size, cfg.beam_size, cfg.max_len, cfg.length_penalty, cfg.repetition_penalty,
-            cfg.temperature, device,
+            cfg.temperature, device, ctc if cfg.ctc_weight > 0 else None, cfg.ctc_weight,
         )  # fmt: skip
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     return sample(next_logits, batch_size, cfg.max_len, cfg.temperature, cfg.top_k, cfg.top_p, gen, device)
@@ -117,6 +141,8 @@ def beam_search(
     repetition_penalty: float = 2.5,
     temperature: float = 0.7,
     device: torch.device | str = "cpu",
+    ctc: CTCPrefixScorer | None = None,
+    ctc_weight: float = 0.0,
 ) -> torch.Tensor:
     """Batched beam search; the best finished hypothesis per item by `sum log p / length ** length_penalty`.
 
@@ -124,7 +150,9 @@ def beam_search(
     become finished hypotheses (scored with the length penalty), the best others become the next beams. An item
     stops when it has `beam_size` finished hypotheses and no live beam can still beat the worst of them (the
     bound of Hugging Face's `early_stopping=False`); beams still live at `max_len` are finished as they are.
-    Log-probabilities are those of softmax(logits / temperature) after the repetition penalty.
+    Log-probabilities are those of softmax(logits / temperature) after the repetition penalty. With `ctc`, each
+    step's score is (1 - ctc_weight) x that log-probability + ctc_weight x the gain in CTC prefix score (joint
+    CTC / attention decoding); the CTC part is never tempered or penalised.
     """
     B, K = batch_size, beam_size
     tokens = torch.full((B * K, 1), BOS, dtype=torch.long, device=device)
@@ -134,6 +162,9 @@ def beam_search(
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
     live = torch.ones(B, dtype=torch.bool, device=device)
 
+    if ctc is not None:
+        ctc_r, ctc_psi = ctc.initial(rows)  # (B*K, T, 2), (B*K,)
+
     def bound(best_sum: float, length: int) -> float:  # the best normalised score a live beam can still reach
         return best_sum / (max_len if length_penalty > 0 else length) ** length_penalty
 
@@ -142,11 +173,18 @@ def beam_search(
         logits = _banned(next_logits(tokens[idx], rows[idx]))
         logits = apply_repetition_penalty(logits, tokens[idx], repetition_penalty)
         logp = torch.log_softmax(logits / temperature, dim=-1)  # (N_live, V)
+        if ctc is not None:
+            psi, r = ctc.extend(ctc_r[idx], tokens[idx, -1] if step > 1 else None, rows[idx])  # (N, V), (T, N, V, 2)
+            prev = ctc_psi[idx][:, None]
+            gain = torch.where(torch.isfinite(prev), psi - prev, torch.full_like(psi, float("-inf")))
+            # banned glosses stay -inf; at ctc_weight 1 the decoder only vetoes them (0 x -inf would be NaN)
+            logp = torch.where(torch.isfinite(logp), (1 - ctc_weight) * logp, logp) + ctc_weight * gain
         V = logp.shape[-1]
         cand = (scores[live].reshape(-1, 1) + logp).reshape(-1, K * V)  # (B_live, K * V)
         top_scores, top_ids = cand.topk(min(2 * K, K * V), dim=-1)
         new_tokens = tokens.clone()
         new_tokens = torch.cat([new_tokens, torch.full((B * K, 1), PAD, dtype=torch.long, device=device)], dim=1)
+        moves: list[tuple[int, int, int]] = []  # (new beam, live row it extends, gloss): to carry the CTC state
         for j, b in enumerate(torch.nonzero(live).flatten().tolist()):
             chosen = 0
             for s, c in zip(top_scores[j].tolist(), top_ids[j].tolist()):
@@ -160,6 +198,7 @@ def beam_search(
                 new_tokens[b * K + chosen, :-1] = tokens[b * K + beam]
                 new_tokens[b * K + chosen, -1] = tok
                 scores[b, chosen] = s
+                moves.append((b * K + chosen, j * K + beam, tok))
                 chosen += 1
                 if chosen == K:
                     break
@@ -170,6 +209,12 @@ def beam_search(
             elif len(finished[b]) == K and bound(scores[b, 0].item(), step) <= finished[b][-1][0]:
                 live[b] = False
         tokens = new_tokens
+        if ctc is not None and moves:
+            dst, src, tok = (torch.tensor(m, device=device) for m in zip(*moves))
+            ctc_r = ctc_r.clone()
+            ctc_r[dst] = r[:, src, tok].transpose(0, 1)
+            ctc_psi = ctc_psi.clone()
+            ctc_psi[dst] = psi[src, tok]
         if not live.any():
             break
     out = torch.full((B, max(len(f[0][1]) for f in finished)), PAD, dtype=torch.long, device=device)
@@ -213,3 +258,68 @@ def filter_top_k_top_p(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0)
         drop[:, 0] = False
         logits[torch.zeros_like(drop).scatter(1, order, drop)] = float("-inf")
     return logits
+
+
+class CTCPrefixScorer:
+    """CTC prefix scores of every one-gloss extension of many hypotheses at once (the forward variables of
+    Watanabe et al. 2017, Algorithm 2; ESPnet's CTCPrefixScore), for joint CTC / attention beam search.
+
+    For a prefix h, r_t^n(h) / r_t^b(h) is the log-probability that frames 1..t emit exactly h and that frame t
+    is a label / a blank; psi(h + c) = log P(h + c is a prefix of the frames' labelling) and psi(h + EOS) is the
+    full CTC log-likelihood of h. A gloss equal to the last one of h can only follow a blank.
+
+    Args:
+        logp: (B, T, V) log-probabilities of the CTC head per frame.
+        lengths: (B,) real frames per item; later frames count as certain blanks, so they change nothing.
+        blank: the blank class (Stage I uses PAD's), never a gloss.
+    """
+
+    def __init__(self, logp: torch.Tensor, lengths: torch.Tensor, blank: int = PAD, eos: int = EOS):
+        self.logp, self.lengths, self.blank, self.eos = logp, lengths, blank, eos
+        T = logp.shape[1]
+        past = torch.arange(T, device=logp.device)[None] >= lengths[:, None]  # (B, T)
+        x = logp.float().masked_fill(past[..., None], float("-inf"))
+        x[..., blank] = x[..., blank].masked_fill(past, 0.0)
+        self.x = x.transpose(0, 1)  # (T, B, V)
+
+    def initial(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The empty prefix of batch items `rows` (N,): r (N, T, 2) [label, blank] and psi (N,) = log 1."""
+        blanks = self.x[:, rows, self.blank].cumsum(0).T  # (N, T): all blanks so far
+        r = torch.stack([torch.full_like(blanks, float("-inf")), blanks], dim=-1)
+        return r, torch.zeros(len(rows), device=blanks.device)
+
+    def extend(
+        self, r_prev: torch.Tensor, last: torch.Tensor | None, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores of h + c for every gloss c. r_prev (N, T, 2) of the hypotheses h, `last` (N,) their last gloss
+        (None while h is empty), rows (N,) their batch items -> psi (N, V) and r (T, N, V, 2)."""
+        x = self.x[:, rows]  # (T, N, V)
+        T, N, V = x.shape
+        r_sum = torch.logaddexp(r_prev[..., 0], r_prev[..., 1]).T  # (T, N)
+        phi = r_sum[..., None].expand(T, N, V).clone()  # log-prob that h is complete before frame t + 1
+        if last is not None:
+            phi.scatter_(2, last.view(1, N, 1).expand(T, N, 1), r_prev[..., 1].T[..., None])
+        r = torch.full((T, N, V, 2), float("-inf"), device=x.device)
+        if last is None:
+            r[0, ..., 0] = x[0]
+        psi = r[0, ..., 0].clone()
+        blank = x[..., self.blank : self.blank + 1]  # (T, N, 1)
+        for t in range(1, T):
+            r[t, ..., 0] = torch.logaddexp(r[t - 1, ..., 0], phi[t - 1]) + x[t]
+            r[t, ..., 1] = torch.logaddexp(r[t - 1, ..., 0], r[t - 1, ..., 1]) + blank[t]
+            psi = torch.logaddexp(psi, phi[t - 1] + x[t])
+        psi[:, self.eos] = r_sum[-1]
+        return psi, r
+
+
+def ctc_best_path(logp: torch.Tensor, lengths: torch.Tensor, max_len: int = 64, blank: int = PAD) -> torch.Tensor:
+    """Best-path CTC decoding: each real frame's arg-max class, repeats merged, blanks dropped, then EOS.
+    logp (B, T, V), lengths (B,) -> (B, <= max_len) token ids padded with PAD."""
+    seqs = []
+    for row, n in zip(logp.argmax(-1), lengths.tolist()):
+        ids = torch.unique_consecutive(row[:n]).tolist()
+        seqs.append([i for i in ids if i not in (blank, BOS, EOS, UNK)][: max_len - 1] + [EOS])
+    out = torch.full((len(seqs), max(len(q) for q in seqs)), PAD, dtype=torch.long, device=logp.device)
+    for b, q in enumerate(seqs):
+        out[b, : len(q)] = torch.tensor(q, dtype=torch.long)
+    return out

@@ -31,7 +31,7 @@ from extractors import TRACK_ORDER
 from pipeline import scoring
 from pipeline.corpus.manifest import read_manifest
 from pipeline.data import Utterance, collate, load_split, pad_targets
-from pipeline.decoding import DecodeConfig, decode
+from pipeline.decoding import CTCPrefixScorer, DecodeConfig, decode
 from pipeline.devices import autocast, resolve_device
 from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
 from pipeline.nets.video2pose import Video2Pose
@@ -41,8 +41,10 @@ from pipeline.vocab import Vocab
 
 SPLITS = ("test", "test_unseen")
 TOP_K = (1, 5)
-# (memory (B, T, d), frame_pad (B, T)) for a list of utterances: how a model turns its input into decoder memory
-MemoryFn = Callable[[list[Utterance], torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+# what a model makes of a batch for decoding: decoder memory (B, T, d), frame_pad (B, T) and the CTC head's frame
+# log-probabilities (B, T, V) or None
+DecoderInputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+MemoryFn = Callable[[list[Utterance], torch.Generator], DecoderInputs]
 
 
 def decode_config(params: dict) -> DecodeConfig:
@@ -80,8 +82,14 @@ def recognize(
     out: dict = {"utt_id": [], "references": [], "hypotheses": []} | {f"top{k}": (0, 0) for k in TOP_K}
     gen = torch.Generator(device=device).manual_seed(dcfg.seed)
     for items in tqdm(list(_batches(data, batch_size)), desc=desc, unit="batch", mininterval=2.0):
-        memory, pad = memory_fn(items, gen)
-        ids = decode(model.next_logits_fn(memory, pad), len(items), dcfg, device)
+        memory, pad, ctc_logp = memory_fn(items, gen)
+        if dcfg.uses_ctc and ctc_logp is None:
+            raise ValueError(
+                f"decoding (strategy {dcfg.strategy!r}, ctc_weight {dcfg.ctc_weight}) needs the CTC head, but this "
+                "Stage I model was trained with pose2gloss.losses.ctc=false: set decoding.ctc_weight=0"
+            )
+        ctc = CTCPrefixScorer(ctc_logp, (~pad).sum(1)) if dcfg.uses_ctc else None
+        ids = decode(model.next_logits_fn(memory, pad), len(items), dcfg, device, ctc)
         if topk:
             targets = pad_targets([u.target for u in items]).to(device)
             logits = model.decoder(shift_right(targets), memory, pad)
@@ -98,11 +106,10 @@ def pose2gloss_memory(model: Pose2Gloss) -> MemoryFn:
     """Stage I reads the fused feature store."""
     device = next(model.parameters()).device
 
-    def memory_fn(items: list[Utterance], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def memory_fn(items: list[Utterance], gen: torch.Generator) -> DecoderInputs:
         batch = {k: v.to(device) for k, v in collate(items).items()}
-        return model.inference_memory(batch["features"], batch["track_mask"], batch["frame_pad"], gen), batch[
-            "frame_pad"
-        ]
+        memory, ctc_logp = model.inference(batch["features"], batch["track_mask"], batch["frame_pad"], gen)
+        return memory, batch["frame_pad"], ctc_logp
 
     return memory_fn
 
@@ -111,12 +118,13 @@ def video2gloss_memory(v2p: Video2Pose, p2g: Pose2Gloss, cache: FrameCache) -> M
     """Video2Gloss: cached video frames -> Video2Pose -> every track predicted on every frame -> frozen Stage I."""
     device = next(p2g.parameters()).device
 
-    def memory_fn(items: list[Clip], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def memory_fn(items: list[Clip], gen: torch.Generator) -> DecoderInputs:
         batch = pad_frames(clip_frames(items, cache))
         frames, pad = batch["frames"].to(device), batch["frame_pad"].to(device)
         with autocast(device):
             poses = v2p(frames, pad).float()
-        return p2g.inference_memory(poses, predicted_track_mask(p2g, pad), pad, gen), pad
+        memory, ctc_logp = p2g.inference(poses, predicted_track_mask(p2g, pad), pad, gen)
+        return memory, pad, ctc_logp
 
     return memory_fn
 

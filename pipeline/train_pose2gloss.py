@@ -90,7 +90,7 @@ def decode(model: Pose2Gloss, batch: dict, vocab: Vocab, seed: int = 0) -> list[
     """Greedy gloss strings for a collated batch (validation during training; `evaluate` uses beam search)."""
     model.eval()
     g = torch.Generator(device=batch["features"].device).manual_seed(seed)
-    memory = model.inference_memory(batch["features"], batch["track_mask"], batch["frame_pad"], g)
+    memory, _ = model.inference(batch["features"], batch["track_mask"], batch["frame_pad"], g)
     next_logits = model.next_logits_fn(memory, batch["frame_pad"])
     ids = greedy(next_logits, len(batch["features"]), model.cfg.max_len, batch["features"].device)
     return [vocab.decode(row.tolist()) for row in ids]
@@ -184,6 +184,7 @@ def train(
 
     torch.manual_seed(cfg.seed)
     model = Pose2Gloss(model_cfg).to(device)
+    model.ctc_trained = bool(cfg.losses.get("ctc", True))  # decoding may use the CTC head only if it was trained
     weighting = LossWeighting(learnable=cfg.learnable_weights).to(device)
     params = list(model.parameters()) + ([weighting.log_vars] if cfg.learnable_weights else [])
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
@@ -220,6 +221,7 @@ def train(
                 "state": state,
                 "model_config": asdict(model_cfg),
                 "data_options": data_options,
+                "ctc_trained": model.ctc_trained,
                 "train_config": asdict(cfg),
                 "fingerprint": fingerprint,
             },  # fmt: skip
@@ -227,7 +229,8 @@ def train(
         )
 
     def save_weights(path: Path) -> None:  # what inference needs, without the optimizer state
-        torch.save({"model": model.state_dict(), "model_config": asdict(model_cfg), "data_options": data_options}, path)
+        torch.save({"model": model.state_dict(), "model_config": asdict(model_cfg), "data_options": data_options,
+                    "ctc_trained": model.ctc_trained}, path)  # fmt: skip
 
     live = None
     if live_dir is not None:

@@ -34,15 +34,24 @@ from pipeline.decoding import DecodeConfig
 from pipeline.devices import autocast, resolve_device
 from pipeline.evaluate import predicted_track_mask, recognize, video2gloss_memory
 from pipeline.nets import video2pose as video2pose_net
-from pipeline.nets.losses import reconstruction_loss, text_loss
+from pipeline.nets.losses import ctc_loss, reconstruction_loss, text_loss
 from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
 from pipeline.nets.video2pose import Video2Pose, Video2PoseConfig
 from pipeline.params import load_params, write_metrics
 from pipeline.training import lr_lambda, publish, resume_point, run_fingerprint, save_atomic, split_params
-from pipeline.video import Clip, FrameCache, FrameDataset, FrameSpec, clip_frames, collate_clips, load_clips
+from pipeline.video import (
+    Clip,
+    FrameCache,
+    FrameDataset,
+    FrameSpec,
+    clip_frames,
+    collate_clips,
+    colour_jitter,
+    load_clips,
+)
 from pipeline.vocab import Vocab
 
-LOSSES = ("recon", "text")
+LOSSES = ("recon", "text", "ctc")
 
 
 @dataclass
@@ -58,8 +67,10 @@ class TrainVideoConfig:
     warmup_frac: float = 0.1
     min_lr_ratio: float = 0.01
     clip: float = 1.0
-    weights: dict = field(default_factory=lambda: {"recon": 1.0, "text": 1.0})  # 0 switches a loss off
+    # 0 switches a loss off; ctc is ours (docs/VIDEO2POSE.md)
+    weights: dict = field(default_factory=lambda: {"recon": 1.0, "text": 1.0, "ctc": 1.0})
     label_smoothing: float = 0.0  # Table 2: N/A for Stage II
+    aug_colour: float = 0.0  # photometric jitter strength per training clip (pipeline.video.colour_jitter); 0 = off
     loader_workers: int = 0  # DataLoader processes reading the frame cache (decoding happens before training)
     decode_workers: int | None = None  # processes decoding videos into the cache; None: one per core
     checkpoint_every: int = 50  # optimizer steps between `last.pt` saves
@@ -80,12 +91,15 @@ def freeze(model: torch.nn.Module) -> torch.nn.Module:
 def training_losses(v2p: Video2Pose, p2g: Pose2Gloss, batch: dict, cfg: TrainVideoConfig) -> dict[str, torch.Tensor]:
     pred = v2p(batch["frames"], batch["frame_pad"])  # (B, T, 1959)
     out = {}
+    pad, targets = batch["frame_pad"], batch["targets"]
     if cfg.weights.get("recon", 0):
         out["recon"] = reconstruction_loss(pred, batch["poses"], batch["track_mask"], v2p.cfg.track_dims)
-    if cfg.weights.get("text", 0):
-        _, z0 = p2g.encode(pred, predicted_track_mask(p2g, batch["frame_pad"]))
-        logits = p2g(shift_right(batch["targets"]), z0, batch["frame_pad"])
-        out["text"] = text_loss(logits, batch["targets"], cfg.label_smoothing)
+    if cfg.weights.get("text", 0) or cfg.weights.get("ctc", 0):
+        f, z0 = p2g.encode(pred, predicted_track_mask(p2g, pad))
+        if cfg.weights.get("text", 0):
+            out["text"] = text_loss(p2g(shift_right(targets), z0, pad), targets, cfg.label_smoothing)
+        if cfg.weights.get("ctc", 0):  # frame-aligned: every frame's predicted pose must score its gloss
+            out["ctc"] = ctc_loss(p2g.ctc_head(f), pad, targets)
     return out
 
 
@@ -93,7 +107,8 @@ def training_losses(v2p: Video2Pose, p2g: Pose2Gloss, batch: dict, cfg: TrainVid
 def validate(
     v2p: Video2Pose, p2g: Pose2Gloss, clips: list[Clip], cache: FrameCache, vocab: Vocab, cfg: TrainVideoConfig
 ) -> dict:
-    """Validation reconstruction loss and greedy WER of Video2Gloss (Video2Pose then the frozen Stage I)."""
+    """Validation reconstruction loss and WER of Video2Gloss (Video2Pose then the frozen Stage I), decoded by the
+    best path of Stage I's CTC head when it has one (fast, and what the CTC loss trains), greedily otherwise."""
     v2p.eval()
     device = next(v2p.parameters()).device
     recon, n = 0.0, 0
@@ -104,8 +119,8 @@ def validate(
             pred = v2p(batch["frames"], batch["frame_pad"])
         recon += reconstruction_loss(pred.float(), batch["poses"], batch["track_mask"], v2p.cfg.track_dims).item()
         n += 1
-    rec = recognize(p2g, video2gloss_memory(v2p, p2g, cache), clips, vocab, DecodeConfig(strategy="greedy"),
-                    desc="validate", topk=False)  # fmt: skip
+    dcfg = DecodeConfig(strategy="ctc" if p2g.ctc_trained else "greedy")
+    rec = recognize(p2g, video2gloss_memory(v2p, p2g, cache), clips, vocab, dcfg, desc="validate", topk=False)
     v2p.train()
     return {"wer": scoring.wer(rec["references"], rec["hypotheses"])["wer"], "recon": recon / max(1, n)}
 
@@ -133,6 +148,11 @@ def train(
     torch.set_num_threads(os.cpu_count() or 1)
     vocab = Vocab.load(Path(corpus) / "vocab.json")
     p2g = freeze(Pose2Gloss.from_checkpoint(pose2gloss, device))
+    if cfg.weights.get("ctc", 0) and not p2g.ctc_trained:
+        raise ValueError(
+            f"{pose2gloss} was trained without its CTC head (pose2gloss.losses.ctc=false), so the Stage II CTC loss "
+            "has nothing to read: set video2pose.weights.ctc=0"
+        )
     data_options = {"frame_stride": 1, "max_frames": 1024, **p2g.data_options}
     spec = FrameSpec(model_cfg.img_size, int(data_options["frame_stride"]), int(data_options["max_frames"]))
     cache = FrameCache(frame_cache, spec)
@@ -207,6 +227,9 @@ def train(
         sums: dict[str, float] = {}
         for idx, frames in zip(todo, loader):
             batch = {k: v.to(device) for k, v in collate_clips([train_clips[i] for i in idx], frames).items()}
+            # seeded by position in training, so a resumed run draws what an uninterrupted one would
+            aug = torch.Generator().manual_seed(hash((cfg.seed, state["epoch"], state["batch"])) & 0xFFFFFFFF)
+            batch["frames"] = colour_jitter(batch["frames"], cfg.aug_colour, aug)
             frames_seen += int((~batch["frame_pad"]).sum())
             with autocast(device):
                 losses = training_losses(v2p, p2g, batch, cfg)

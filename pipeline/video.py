@@ -229,3 +229,24 @@ def collate_clips(clips: list[Clip], frames: list[np.ndarray]) -> dict[str, torc
         poses[b, : c.n_frames] = torch.from_numpy(c.poses)
         mask[b, : c.n_frames] = torch.from_numpy(c.track_mask)
     return batch | {"poses": poses, "track_mask": mask, "targets": pad_targets([c.target for c in clips])}
+
+
+def colour_jitter(frames: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """Training-time photometric augmentation, one draw per clip (so the jitter never flickers between frames):
+    per-channel gain in [1 - s, 1 + s] (skin tone, clothing, white balance), contrast about the clip's mean grey in
+    [1 - s, 1 + s] and a brightness shift in [-s/2, s/2] of the full range. Geometry is never changed: the pose
+    targets are in image coordinates. frames (B, T, H, W, 3) uint8 -> the same shape and dtype."""
+    if strength <= 0:
+        return frames
+    B = frames.shape[0]
+
+    def draw(*shape: int) -> torch.Tensor:
+        return (torch.rand(B, *shape, generator=generator) * 2 - 1).to(frames.device)
+
+    x = frames.float() / 255.0
+    gain = 1 + strength * draw(1, 1, 1, 3)
+    contrast = 1 + strength * draw(1, 1, 1, 1)
+    brightness = 0.5 * strength * draw(1, 1, 1, 1)
+    grey = x.mean(dim=(1, 2, 3, 4), keepdim=True)
+    x = (x * gain - grey) * contrast + grey + brightness
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)

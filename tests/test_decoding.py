@@ -6,11 +6,14 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from pipeline.decoding import (
+    CTCPrefixScorer,
     DecodeConfig,
     apply_repetition_penalty,
     beam_search,
+    ctc_best_path,
     decode,
     filter_top_k_top_p,
     greedy,
@@ -158,3 +161,60 @@ def test_bad_decoding_params_are_refused():
         DecodeConfig(strategy="nucleus")
     with pytest.raises(ValueError, match="temperature"):
         DecodeConfig(temperature=0)
+    with pytest.raises(ValueError, match="ctc_weight"):
+        DecodeConfig(ctc_weight=1.5)
+    with pytest.raises(ValueError, match="CTC frame scores"):  # joint decoding without the CTC head's scores
+        decode(random_model(0), 2, DecodeConfig(ctc_weight=0.5))
+
+
+def frame_logp(labels: list[int], peak: float = 6.0) -> torch.Tensor:
+    """(1, T, V) CTC log-probs whose best class at frame t is labels[t] (PAD is the blank)."""
+    logits = torch.zeros(len(labels), V)
+    logits[torch.arange(len(labels)), labels] = peak
+    return logits.log_softmax(-1)[None]
+
+
+def test_ctc_prefix_scores_are_pytorchs_ctc_likelihood_and_partition_the_prefix():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 7, V, generator=g) * 2
+    logits[..., [BOS, UNK, EOS]] = float("-inf")  # classes that are never labels: the partition below is exact
+    logp = logits.log_softmax(-1)
+    lengths = torch.tensor([7, 5, 6])
+    labels = torch.tensor([[4, 4, 5], [6, 5, 7], [5, 5, 5]])  # repeated glosses need a blank between them
+    scorer = CTCPrefixScorer(logp, lengths)
+    rows = torch.arange(3)
+    r, psi_h = scorer.initial(rows)
+    for step in range(3):
+        psi, r_all = scorer.extend(r, labels[:, step - 1] if step else None, rows)
+        glosses = psi[:, 4:]  # P(h) = P(h is the whole labelling) + sum over c of P(h + c is a prefix)
+        total = torch.logsumexp(torch.cat([glosses, psi[:, EOS : EOS + 1]], 1), 1)
+        torch.testing.assert_close(total, psi_h, atol=1e-4, rtol=0)
+        tok = labels[:, step]
+        r, psi_h = r_all[:, rows, tok].transpose(0, 1), psi[rows, tok]
+    psi, _ = scorer.extend(r, labels[:, -1], rows)
+    nll = F.ctc_loss(logp.transpose(0, 1), labels, lengths, torch.full((3,), 3), blank=PAD, reduction="none")
+    torch.testing.assert_close(psi[:, EOS], -nll, atol=1e-4, rtol=0)
+
+
+def test_ctc_best_path_merges_repeats_drops_blanks_and_stops_at_the_length():
+    logp = frame_logp([PAD, 4, 4, PAD, 4, 5, 5, 6])
+    assert strip(ctc_best_path(logp, torch.tensor([7]))) == [[4, 4, 5, EOS]]
+    assert strip(ctc_best_path(logp, torch.tensor([8]), max_len=3)) == [[4, 4, EOS]]
+    cfg = DecodeConfig(strategy="ctc")
+    assert strip(decode(random_model(0), 1, cfg, ctc=CTCPrefixScorer(logp, torch.tensor([8])))) == [[4, 4, 5, 6, EOS]]
+
+
+def test_joint_ctc_attention_beam_search():
+    # the decoder alone prefers [4 EOS] (GARDEN_PATH-like); the frames clearly say 5 then 6
+    model = table_model({(): {4: 0.6, 5: 0.3, 6: 0.1}, (4,): {EOS: 0.9, 6: 0.1}, (5,): {6: 0.5, EOS: 0.5}})
+    logp = frame_logp([PAD, 5, 5, PAD, 6, 6, PAD])
+    scorer = CTCPrefixScorer(logp, torch.tensor([7]))
+    kw = dict(beam_size=3, max_len=10, length_penalty=0.0, repetition_penalty=1.0, temperature=1.0)
+    plain = strip(beam_search(model, 1, **kw))
+    assert plain == [[4, EOS]]
+    assert strip(beam_search(model, 1, ctc=scorer, ctc_weight=0.0, **kw)) == plain
+    assert strip(beam_search(model, 1, ctc=scorer, ctc_weight=1.0, **kw)) == [[5, 6, EOS]]
+    assert strip(beam_search(model, 1, ctc=scorer, ctc_weight=0.5, **kw)) == [[5, 6, EOS]]
+    # batched with another item whose frames say 4: each item reads its own frames
+    both = CTCPrefixScorer(torch.cat([logp, frame_logp([PAD, 4, 4, PAD, PAD, PAD, PAD])]), torch.tensor([7, 4]))
+    assert strip(beam_search(model, 2, ctc=both, ctc_weight=0.5, **kw)) == [[5, 6, EOS], [4, EOS]]

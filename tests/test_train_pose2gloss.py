@@ -10,7 +10,10 @@ import torch
 import zarr
 
 import extractors
-from pipeline.data import FeatureStoreError, Utterance, augment, bucket_batches, load_split
+from pipeline.data import FeatureStoreError, Utterance, augment, bucket_batches, collate, load_split
+from pipeline.decoding import DecodeConfig
+from pipeline.evaluate import evaluate_pose2gloss
+from pipeline.nets.pose2gloss import Pose2Gloss
 from pipeline.train_pose2gloss import configs_from_params, train
 from pipeline.training import lr_lambda
 from pipeline.vocab import Vocab
@@ -152,3 +155,25 @@ def test_augment_noise_only_touches_present_values():
     diff = a.features - u.features
     assert np.all(diff[~present] == 0)
     assert 0.45 < diff[present].std() < 0.55
+
+
+def test_joint_ctc_decoding_needs_a_trained_ctc_head(features, tmp_path):
+    corpus, store = features
+    joint = DecodeConfig(beam_size=2, ctc_weight=0.5, max_len=8)
+    m, t = configs_from_params(dict(TINY_MODEL, epochs=1), seed=3)
+    train(m, t, store, corpus, tmp_path / "with")
+    model = Pose2Gloss.from_checkpoint(tmp_path / "with/best.pt")
+    assert model.ctc_trained
+    metrics, table = evaluate_pose2gloss(tmp_path / "with/best.pt", store, corpus, joint, splits=("test",))
+    assert metrics["test"]["utterances"] == len(table) > 0
+    m, t = configs_from_params(dict(TINY_MODEL, epochs=1, losses={"ctc": False}), seed=3)
+    train(m, t, store, corpus, tmp_path / "without")
+    model = Pose2Gloss.from_checkpoint(tmp_path / "without/q100.pt")  # the quarter checkpoints know it too
+    assert not model.ctc_trained
+    u = load_split(store, corpus, Vocab.load(corpus / "vocab.json"), "test", **model.data_options)[:2]
+    b = collate(u)
+    assert model.inference(b["features"], b["track_mask"], b["frame_pad"])[1] is None
+    with pytest.raises(ValueError, match="decoding.ctc_weight=0"):
+        evaluate_pose2gloss(tmp_path / "without/best.pt", store, corpus, joint, splits=("test",))
+    plain = DecodeConfig(beam_size=2, max_len=8)
+    assert evaluate_pose2gloss(tmp_path / "without/best.pt", store, corpus, plain, splits=("test",))[0]["test"]

@@ -55,13 +55,15 @@ def test_stage1_gets_no_gradient_but_passes_it_to_video2pose(stage1, tmp_path):
     v2p = Video2Pose(configs_from_params(TINY, 0)[0])
     items = clips[:3]
     batch = collate_clips(items, clip_frames(items, cache))
-    cfg = configs_from_params(dict(TINY, weights={"recon": 0.0}), 0)[1]  # text loss only
-    losses = training_losses(v2p, p2g, batch, cfg)
-    assert set(losses) == {"text"}
-    losses["text"].backward()
-    assert all(p.grad is None for p in p2g.parameters())
-    assert all(not p.requires_grad for p in p2g.parameters()) and not p2g.training
-    assert v2p.vit.patch_embed.proj.weight.grad.abs().sum() > 0  # the text loss reaches the ViT through Stage I
+    for loss in ("text", "ctc"):  # each loss through the frozen Stage I alone
+        v2p.zero_grad()
+        weights = {"recon": 0.0, "text": 0.0, "ctc": 0.0, loss: 1.0}
+        losses = training_losses(v2p, p2g, batch, configs_from_params(dict(TINY, weights=weights), 0)[1])
+        assert set(losses) == {loss}
+        losses[loss].backward()
+        assert all(p.grad is None for p in p2g.parameters())
+        assert all(not p.requires_grad for p in p2g.parameters()) and not p2g.training
+        assert v2p.vit.patch_embed.proj.weight.grad.abs().sum() > 0  # it reaches the ViT through Stage I
 
 
 def test_clip_targets_are_the_masked_store_frames(stage1, tmp_path):
@@ -123,7 +125,8 @@ def test_overfits_a_tiny_set(stage1, tmp_path):
     p2g.data_options = {}
     freeze(p2g)
     torch.manual_seed(0)
-    m, cfg = configs_from_params(dict(TINY, vit_dim=64, d_temporal=64, dropout=0.0), 0)
+    # this Stage I's CTC head is untrained: no CTC loss
+    m, cfg = configs_from_params(dict(TINY, vit_dim=64, d_temporal=64, dropout=0.0, weights={"ctc": 0.0}), 0)
     v2p = Video2Pose(m)
     opt = torch.optim.AdamW(v2p.parameters(), lr=2e-3)
     first = None
@@ -162,3 +165,12 @@ def test_a_corrupt_video_is_reported_not_fatal(stage1, tmp_path):
     assert row.hypothesis in ("", None) or pd.isna(row.hypothesis)
     assert row.deletions == len(bad_test.glosses.split())
     assert metrics["test_unseen"]["skipped"] == {} and 0 <= metrics["test_unseen"]["wer"]
+
+
+def test_the_ctc_loss_needs_a_stage1_with_a_trained_ctc_head(features, tmp_path):
+    corpus, store = features
+    m, t = stage1_configs(dict(TINY_STAGE1, epochs=1, losses={"ctc": False}), seed=1)
+    train_stage1(m, t, store, corpus, tmp_path / "stage1")
+    m, t = configs_from_params(dict(TINY), seed=5)
+    with pytest.raises(ValueError, match="video2pose.weights.ctc=0"):
+        train(m, t, tmp_path / "stage1/best.pt", store, corpus, tmp_path / "out", tmp_path / "cache")

@@ -14,7 +14,7 @@ import extractors
 from pipeline.nets.losses import reconstruction_loss
 from pipeline.nets.pose2gloss import TRACK_DIMS
 from pipeline.nets.video2pose import Video2Pose, Video2PoseConfig, build_vit
-from pipeline.video import FrameCache, FrameSpec, VideoError, pad_frames, read_video
+from pipeline.video import FrameCache, FrameSpec, VideoError, colour_jitter, pad_frames, read_video
 
 TINY = dict(img_size=32, patch_size=16, vit_dim=32, vit_depth=1, vit_heads=2, d_temporal=32, temporal_layers=1,
             temporal_heads=2, dropout=0.0)  # fmt: skip
@@ -79,15 +79,41 @@ def test_frame_cache_fill_reports_bad_videos_and_caches_the_rest(tmp_path):
     assert all(cache.path_for(v).exists() for v in good)
 
 
-@pytest.mark.parametrize("stem", ["patch", "conv"])
-def test_shapes_through_video2pose(stem):
-    model = Video2Pose(Video2PoseConfig(**TINY, stem=stem)).eval()
+@pytest.mark.parametrize("stem,pool", [("patch", "avg"), ("conv", "avg"), ("patch", "tokens")])
+def test_shapes_through_video2pose(stem, pool):
+    model = Video2Pose(Video2PoseConfig(**TINY, stem=stem, pool=pool)).eval()
     frames = torch.randint(0, 256, (2, 5, 32, 32, 3), dtype=torch.uint8)
     pad = torch.tensor([[False] * 5, [False, False, False, True, True]])
     out = model(frames, pad)
     assert out.shape == (2, 5, extractors.FUSED_DIMS) == (2, 5, sum(TRACK_DIMS))
     assert torch.isfinite(out).all()
     assert model.vit.patch_embed.grid_size == (2, 2)  # either stem: one token per 16 x 16 pixels
+
+
+def test_token_pooling_keeps_where_things_are_in_the_frame():
+    # a frame and the same frame with its left and right halves (columns of 16 x 16 patches) swapped: without
+    # position embeddings the ViT sees the same set of tokens, so their mean is the same; in grid order it is not
+    frames = torch.randint(0, 256, (1, 32, 32, 3), dtype=torch.uint8)
+    swapped = torch.cat([frames[:, :, 16:], frames[:, :, :16]], dim=2)
+    for pool, same in (("avg", True), ("tokens", False)):
+        model = Video2Pose(Video2PoseConfig(**TINY, pool=pool)).eval()
+        model.vit.pos_embed.data.zero_()
+        a, b = model.encode_frames(frames), model.encode_frames(swapped)
+        assert torch.allclose(a, b, atol=1e-5) == same, pool
+
+
+def test_colour_jitter_is_one_draw_per_clip_and_seeded():
+    frames = torch.randint(30, 220, (3, 4, 8, 8, 3), dtype=torch.uint8)
+    frames[:, 1:] = frames[:, :1]  # every frame of a clip identical
+    a = colour_jitter(frames, 0.3, torch.Generator().manual_seed(0))
+    assert a.shape == frames.shape and a.dtype == torch.uint8
+    assert torch.equal(a, colour_jitter(frames, 0.3, torch.Generator().manual_seed(0)))
+    assert not torch.equal(a, colour_jitter(frames, 0.3, torch.Generator().manual_seed(1)))
+    assert (a[:, 1:] == a[:, :1]).all()  # the same jitter on every frame of a clip: no flicker
+    assert not torch.equal(a[0, 0], a[1, 0]) or not torch.equal(frames[0, 0], frames[1, 0])
+    changed = (a.int() - frames.int()).abs().float().mean()
+    assert changed > 5  # a visible change at strength 0.3
+    assert torch.equal(colour_jitter(frames, 0.0, torch.Generator()), frames)
 
 
 def test_padding_frames_change_nothing():

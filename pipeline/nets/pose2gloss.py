@@ -246,6 +246,7 @@ class Pose2Gloss(nn.Module):
         self.decoder = GlossDecoder(cfg)
         self.pose_proj = nn.Linear(cfg.d_track, cfg.d_model)  # pose embedding for the contrastive loss
         self.ctc_head = nn.Linear(cfg.d_track, cfg.vocab_size)  # per-frame gloss scores for the auxiliary CTC loss
+        self.ctc_trained = True  # set from the checkpoint: False when trained without the CTC loss
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Pose2Gloss:
@@ -259,6 +260,7 @@ class Pose2Gloss(nn.Module):
         model.load_state_dict(ck["model"])
         # how it read the feature store in training (tracks, frame_stride, max_frames): `load_split` keywords
         model.data_options = dict(ck.get("data_options") or {})
+        model.ctc_trained = bool(ck.get("ctc_trained", False))
         return model.eval()
 
     def encode(self, x: torch.Tensor, track_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -284,19 +286,21 @@ class Pose2Gloss(nn.Module):
         return z
 
     @torch.no_grad()
-    def inference_memory(
+    def inference(
         self,
         features: torch.Tensor,
         track_mask: torch.Tensor,
         frame_pad: torch.Tensor,
         generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """The decoder's memory (B, T, d_model) at inference: z0 through the DDIM reverse process when diffusion
-        is on, PadMatch(f) directly otherwise."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What decoding reads: the decoder's memory (B, T, d_model), from z0 through the DDIM reverse process
+        when diffusion is on (PadMatch(f) directly otherwise), and the CTC head's frame log-probabilities
+        (B, T, V), None when the head was not trained (`losses.ctc` off)."""
         f, z0 = self.encode(features, track_mask)
         if self.cfg.diffusion:
             z0 = self.denoise(f, make_schedulers(self.cfg)[1], generator)
-        return self.decoder.memory(z0, frame_pad)
+        ctc_logp = self.ctc_head(f).float().log_softmax(-1) if self.ctc_trained else None
+        return self.decoder.memory(z0, frame_pad), ctc_logp
 
     def next_logits_fn(
         self, memory: torch.Tensor, frame_pad: torch.Tensor

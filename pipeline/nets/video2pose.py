@@ -43,6 +43,10 @@ class Video2PoseConfig:
     d_temporal: int = 192
     temporal_layers: int = 2
     temporal_heads: int = 4
+    # how a frame's patch tokens become one vector: "avg" (their mean) or "tokens" (each token projected to
+    # token_dim and concatenated in grid order, which keeps where in the frame each token is: where the hands are)
+    pool: str = "avg"
+    token_dim: int = 32
     dropout: float = 0.1
     track_dims: tuple[int, ...] = TRACK_DIMS
     pixel_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -71,17 +75,19 @@ def build_vit(cfg: Video2PoseConfig) -> VisionTransformer:
             embed = {"embed_layer": partial(HybridEmbed, backbone=stem)}
         return VisionTransformer(
             img_size=cfg.img_size,
+            global_pool="avg" if cfg.pool == "avg" else "",
             patch_size=1 if cfg.stem == "conv" else cfg.patch_size,  # conv: one token per stem output pixel
             embed_dim=cfg.vit_dim,
             depth=cfg.vit_depth,
             num_heads=cfg.vit_heads,
             num_classes=0,
-            global_pool="avg",  # the mean of the patch tokens keeps where the hands are better than one token
             class_token=False,
             drop_rate=cfg.dropout,
             **embed,
         )
     kwargs: dict = {"num_classes": 0, "img_size": cfg.img_size}
+    if cfg.pool == "tokens":
+        kwargs["global_pool"] = ""
     if cfg.pretrained:
         if not Path(cfg.pretrained).is_file():
             raise FileNotFoundError(
@@ -98,9 +104,17 @@ class Video2Pose(nn.Module):
     def __init__(self, cfg: Video2PoseConfig):
         super().__init__()
         self.cfg = cfg
+        if cfg.pool not in ("avg", "tokens"):
+            raise ValueError(f"video2pose.pool must be 'avg' or 'tokens', got {cfg.pool!r}")
         self.vit = build_vit(cfg)
         d_v = self.vit.num_features
-        self.frame_proj = nn.Linear(d_v, cfg.d_temporal)
+        if cfg.pool == "tokens":
+            n_tokens = self.vit.patch_embed.num_patches
+            self.token_proj = nn.Linear(d_v, cfg.token_dim)
+            self.frame_proj = nn.Linear(n_tokens * cfg.token_dim, cfg.d_temporal)
+        else:
+            self.token_proj = None
+            self.frame_proj = nn.Linear(d_v, cfg.d_temporal)
         self.temporal = nn.TransformerEncoder(
             nn.TransformerEncoderLayer(
                 cfg.d_temporal, cfg.temporal_heads, 4 * cfg.d_temporal, cfg.dropout, batch_first=True, norm_first=True
@@ -129,7 +143,11 @@ class Video2Pose(nn.Module):
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """(N, H, W, 3) uint8 frames -> (N, d_v) ViT features (Eq. 5)."""
         x = frames.permute(0, 3, 1, 2).float().div_(255.0)  # (N, 3, H, W)
-        return self.vit((x - self.pixel_mean) / self.pixel_std)
+        x = self.vit((x - self.pixel_mean) / self.pixel_std)  # (N, d_v), or (N, prefix + n_tokens, d_v) unpooled
+        if self.token_proj is None:
+            return x
+        tokens = x[:, self.vit.num_prefix_tokens :]  # (N, n_tokens, d_v) in grid order
+        return self.token_proj(tokens).flatten(1)  # (N, n_tokens * token_dim)
 
     def forward(self, frames: torch.Tensor, frame_pad: torch.Tensor) -> torch.Tensor:
         """frames (B, T, H, W, 3) uint8, frame_pad (B, T) True where padding -> tracks (B, T, 1959)."""
