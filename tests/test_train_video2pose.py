@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline import scoring
 from pipeline.decoding import DecodeConfig
-from pipeline.evaluate import evaluate_video2gloss
+from pipeline.evaluate import evaluate_video2gloss, recognize, video2gloss_memory
 from pipeline.nets.losses import text_loss
 from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
 from pipeline.nets.video2pose import Video2Pose
 from pipeline.train_pose2gloss import configs_from_params as stage1_configs
 from pipeline.train_pose2gloss import train as train_stage1
-from pipeline.train_video2pose import configs_from_params, freeze, train, training_losses
+from pipeline.train_video2pose import configs_from_params, freeze, train, training_losses, validate
 from pipeline.video import FrameCache, FrameSpec, clip_frames, collate_clips, load_clips
 from pipeline.vocab import Vocab
 
@@ -174,3 +175,24 @@ def test_the_ctc_loss_needs_a_stage1_with_a_trained_ctc_head(features, tmp_path)
     m, t = configs_from_params(dict(TINY), seed=5)
     with pytest.raises(ValueError, match="video2pose.weights.ctc=0"):
         train(m, t, tmp_path / "stage1/best.pt", store, corpus, tmp_path / "out", tmp_path / "cache")
+
+
+def test_validation_decodes_with_the_ctc_head_or_the_decoder(stage1, tmp_path):
+    p2g, cache, clips, _ = _clips(stage1, tmp_path, "val")
+    m, cfg = configs_from_params(dict(TINY), seed=5)
+    v2p = Video2Pose(m)
+    vocab = Vocab.load(stage1[0] / "vocab.json")
+    v2p.eval()  # what evaluate@video2gloss does, to compare with
+
+    def evaluated(strategy: str) -> float:
+        rec = recognize(p2g, video2gloss_memory(v2p, p2g, cache), clips, vocab, DecodeConfig(strategy=strategy),
+                        topk=False)  # fmt: skip
+        return scoring.wer(rec["references"], rec["hypotheses"])["wer"]
+
+    expected = {"ctc": evaluated("ctc"), "greedy": evaluated("greedy")}
+    with_ctc = validate(v2p, p2g, clips, cache, vocab, cfg)
+    assert v2p.training  # back to training mode
+    p2g.ctc_trained = False
+    decoder = validate(v2p, p2g, clips, cache, vocab, cfg)
+    assert with_ctc["recon"] == decoder["recon"] > 0
+    assert with_ctc["wer"] == pytest.approx(expected["ctc"]) and decoder["wer"] == pytest.approx(expected["greedy"])
