@@ -70,7 +70,7 @@ class TrainVideoConfig:
     # 0 switches a loss off; ctc is ours (docs/VIDEO2POSE.md)
     weights: dict = field(default_factory=lambda: {"recon": 1.0, "text": 1.0, "ctc": 1.0})
     label_smoothing: float = 0.0  # Table 2: N/A for Stage II
-    aug_colour: float = 0.0  # photometric jitter strength per training clip (pipeline.video.colour_jitter); 0 = off
+    aug_colour: float = 0.3  # photometric jitter strength per training clip (pipeline.video.colour_jitter); 0 = off
     loader_workers: int = 0  # DataLoader processes reading the frame cache (decoding happens before training)
     decode_workers: int | None = None  # processes decoding videos into the cache; None: one per core
     checkpoint_every: int = 50  # optimizer steps between `last.pt` saves

@@ -1,7 +1,7 @@
 """Video2Pose (Stage II, Sections 3.3 and 4.2): video frames -> the five pose tracks in the fused store's space.
 
     frames (B, T, 3, H, W), frame_pad (B, T)
-      -> spatial ViT per frame (timm), pooled              v_t     (B, T, d_vit)          Eq. 5
+      -> spatial ViT per frame (timm), its tokens pooled   v_t     (B, T, d_frame)        Eq. 5
       -> temporal transformer over the frames              v_temp  (B, T, d_temporal)     Eq. 6
       -> one linear projection per track                   P_i     (B, T, dims_i)         Eq. 7
       -> concatenated in track order                       (B, T, 1959), normalised like data/features.zarr
@@ -45,7 +45,7 @@ class Video2PoseConfig:
     temporal_heads: int = 4
     # how a frame's patch tokens become one vector: "avg" (their mean) or "tokens" (each token projected to
     # token_dim and concatenated in grid order, which keeps where in the frame each token is: where the hands are)
-    pool: str = "avg"
+    pool: str = "tokens"
     token_dim: int = 32
     dropout: float = 0.1
     track_dims: tuple[int, ...] = TRACK_DIMS
@@ -141,7 +141,8 @@ class Video2Pose(nn.Module):
         return model.eval()
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        """(N, H, W, 3) uint8 frames -> (N, d_v) ViT features (Eq. 5)."""
+        """(N, H, W, 3) uint8 frames -> (N, d_frame) ViT features (Eq. 5): d_v with `avg` pooling,
+        n_tokens x token_dim with `tokens`."""
         x = frames.permute(0, 3, 1, 2).float().div_(255.0)  # (N, 3, H, W)
         x = self.vit((x - self.pixel_mean) / self.pixel_std)  # (N, d_v), or (N, prefix + n_tokens, d_v) unpooled
         if self.token_proj is None:
