@@ -96,7 +96,8 @@ def test_token_pooling_keeps_where_things_are_in_the_frame():
     frames = torch.randint(0, 256, (1, 32, 32, 3), dtype=torch.uint8)
     swapped = torch.cat([frames[:, :, 16:], frames[:, :, :16]], dim=2)
     for pool, same in (("avg", True), ("tokens", False)):
-        model = Video2Pose(Video2PoseConfig(**TINY, pool=pool)).eval()
+        # the patchify stem: each token sees only its own patch (a conv stem's padding sees the frame border)
+        model = Video2Pose(Video2PoseConfig(**TINY, stem="patch", pool=pool)).eval()
         model.vit.pos_embed.data.zero_()
         a, b = model.encode_frames(frames), model.encode_frames(swapped)
         assert torch.allclose(a, b, atol=1e-5) == same, pool
