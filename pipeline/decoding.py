@@ -210,10 +210,9 @@ def beam_search(
                 live[b] = False
         tokens = new_tokens
         if ctc is not None and moves:
+            # in place: `extend` read copies (ctc_r[idx]), and beams not in `dst` are dead until refilled
             dst, src, tok = (torch.tensor(m, device=device) for m in zip(*moves))
-            ctc_r = ctc_r.clone()
             ctc_r[dst] = r[:, src, tok].transpose(0, 1)
-            ctc_psi = ctc_psi.clone()
             ctc_psi[dst] = psi[src, tok]
         if not live.any():
             break

@@ -312,13 +312,7 @@ def train(
 def configs_from_params(section: dict, seed: int) -> tuple[Pose2GlossConfig, TrainConfig]:
     """Split the `pose2gloss` params section into the model and training configs; unknown keys are errors."""
     internal = {"vocab_size", "track_dims", "extra", "seed"}
-    m, t = split_params(dict(section), "pose2gloss", Pose2GlossConfig, TrainConfig, internal)
-    defaults = TrainConfig()
-    for k in ("weights", "losses"):  # partial dicts override the defaults key by key
-        if k in t:
-            if unknown := sorted(set(t[k]) - set(LOSS_NAMES)):
-                raise ValueError(f"pose2gloss.{k}: unknown losses {unknown}; losses are {list(LOSS_NAMES)}")
-            t[k] = {**getattr(defaults, k), **t[k]}
+    m, t = split_params(dict(section), "pose2gloss", Pose2GlossConfig, TrainConfig, internal, LOSS_NAMES)
     return Pose2GlossConfig(**m), TrainConfig(**t, seed=seed)
 
 

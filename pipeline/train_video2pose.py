@@ -303,11 +303,7 @@ def train(
 def configs_from_params(section: dict, seed: int) -> tuple[Video2PoseConfig, TrainVideoConfig]:
     """Split the `video2pose` params section into the model and training configs; unknown keys are errors."""
     internal = {"track_dims", "extra", "seed"}
-    m, t = split_params(dict(section), "video2pose", Video2PoseConfig, TrainVideoConfig, internal)
-    if "weights" in t:
-        if unknown := sorted(set(t["weights"]) - set(LOSSES)):
-            raise ValueError(f"video2pose.weights: unknown losses {unknown}; losses are {list(LOSSES)}")
-        t["weights"] = {**TrainVideoConfig().weights, **t["weights"]}
+    m, t = split_params(dict(section), "video2pose", Video2PoseConfig, TrainVideoConfig, internal, LOSSES)
     return Video2PoseConfig(**m), TrainVideoConfig(**t, seed=seed)
 
 

@@ -29,10 +29,14 @@ def lr_lambda(step: int, total: int, warmup: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def split_params(section: dict, name: str, model_cls: type, train_cls: type, internal: set[str]) -> tuple[dict, dict]:
+def split_params(
+    section: dict, name: str, model_cls: type, train_cls: type, internal: set[str], loss_names: tuple[str, ...] = ()
+) -> tuple[dict, dict]:
     """Split a params section into keyword arguments of a model config and a training config dataclass.
 
-    Unknown keys are errors naming `name`; lists become tuples; `internal` fields cannot be set from params."""
+    Unknown keys are errors naming `name`; lists become tuples; `internal` fields cannot be set from params. A
+    training field whose default is a dict (per-loss weights or switches) is keyed by `loss_names`: a partial
+    dict overrides the default key by key, and an unknown loss is an error."""
     model_keys = {f.name for f in fields(model_cls)} - internal
     train_keys = {f.name for f in fields(train_cls)} - internal
     if unknown := sorted(set(section) - model_keys - train_keys):
@@ -41,10 +45,14 @@ def split_params(section: dict, name: str, model_cls: type, train_cls: type, int
     def value(v):
         return tuple(v) if isinstance(v, list) else v
 
-    return (
-        {k: value(v) for k, v in section.items() if k in model_keys},
-        {k: value(v) for k, v in section.items() if k in train_keys},
-    )
+    train = {k: value(v) for k, v in section.items() if k in train_keys}
+    defaults = train_cls()
+    for k, v in train.items():
+        if isinstance(default := getattr(defaults, k), dict):
+            if unknown := sorted(set(v) - set(loss_names)):
+                raise ValueError(f"{name}.{k}: unknown losses {unknown}; losses are {list(loss_names)}")
+            train[k] = {**default, **v}
+    return {k: value(v) for k, v in section.items() if k in model_keys}, train
 
 
 def run_fingerprint(
