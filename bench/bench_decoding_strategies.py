@@ -1,11 +1,12 @@
-"""WER of each decoding strategy on the trained Stage I (needs `make repro` first: it reads data/ and models/).
+"""WER of each decoding strategy on the trained models (needs `make repro` first: it reads data/ and models/).
 
-    python bench/bench_decoding_strategies.py [--checkpoint models/pose2gloss/best.pt]
+    python bench/bench_decoding_strategies.py [--model pose2gloss|video2gloss]   (default: both)
 
 Decodes `val`, `test` and `test_unseen` with the same model under each strategy (best-path CTC, greedy, Table 2
-beam search, joint CTC / attention beam search at several CTC weights) and prints the table of
-docs/POSE2GLOSS.md ("Decoding"); `val` is what chooses the default `decoding.ctc_weight`. Every other decoding
-setting is params.yaml's; the DDIM draws are seeded, so a rerun gives the same figures.
+beam search, joint CTC / attention beam search at several CTC weights) and prints the tables of
+docs/POSE2GLOSS.md and docs/VIDEO2POSE.md ("Decoding"); `val` is what chooses each model's
+`decoding.ctc_weight`. Every other decoding setting is params.yaml's; the DDIM draws are seeded, so a rerun gives
+the same figures. Each model's table goes to bench/results/decoding_strategies_<model>.json.
 """
 
 from __future__ import annotations
@@ -20,54 +21,55 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import scoring  # noqa: E402
-from pipeline.data import load_split  # noqa: E402
-from pipeline.evaluate import decode_config, pose2gloss_memory, recognize  # noqa: E402
-from pipeline.nets.pose2gloss import Pose2Gloss  # noqa: E402
+from pipeline.evaluate import MODELS, decode_config, evaluate_pose2gloss, evaluate_video2gloss  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
-from pipeline.vocab import Vocab  # noqa: E402
 
 SPLITS = ("val", "test", "test_unseen")
 STRATEGIES = {  # name -> DecodeConfig overrides of the params' decoding section
     "best path of the CTC head": {"strategy": "ctc"},
     "greedy, decoder only": {"strategy": "greedy"},
     "Table 2 beam, decoder only (ctc_weight 0)": {"strategy": "beam", "ctc_weight": 0.0},
-    "Table 2 beam, ctc_weight 0.3": {"strategy": "beam", "ctc_weight": 0.3},
-    "Table 2 beam, ctc_weight 0.5": {"strategy": "beam", "ctc_weight": 0.5},
-    "Table 2 beam, ctc_weight 0.7": {"strategy": "beam", "ctc_weight": 0.7},
+    **{f"Table 2 beam, ctc_weight {w}": {"strategy": "beam", "ctc_weight": w} for w in (0.3, 0.5, 0.6, 0.7, 0.8)},
     "Table 2 beam, ctc_weight 1.0": {"strategy": "beam", "ctc_weight": 1.0},
     "beam, ctc_weight 0.5, repetition penalty 1.0": {"strategy": "beam", "ctc_weight": 0.5, "repetition_penalty": 1.0},
 }
 
 
+def evaluate(model: str, dcfg) -> dict:
+    """{split: metrics} of `model` (the pipeline's trained checkpoints) decoded with `dcfg`."""
+    corpus = ROOT / "data/corpus"
+    p2g = ROOT / "models/pose2gloss/best.pt"
+    if model == "pose2gloss":
+        metrics, _ = evaluate_pose2gloss(p2g, ROOT / "data/features.zarr", corpus, dcfg, SPLITS)
+    else:
+        v2p = ROOT / "models/video2pose/best.pt"
+        metrics, _ = evaluate_video2gloss(v2p, p2g, corpus, dcfg, ROOT / "data/frame_cache", SPLITS)
+    return metrics
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", default=str(ROOT / "models/pose2gloss/best.pt"))
+    ap.add_argument("--model", choices=MODELS, action="append", help="repeatable; default: every model")
     args = ap.parse_args()
     params = load_params(ROOT / "params.yaml")
-    base = decode_config(params)
-    model = Pose2Gloss.from_checkpoint(args.checkpoint)
-    vocab = Vocab.load(ROOT / "data/corpus/vocab.json")
-    data = {s: load_split(ROOT / "data/features.zarr", ROOT / "data/corpus", vocab, s, max_len=model.cfg.max_len,
-                          **model.data_options) for s in SPLITS}  # fmt: skip
-    rows = {}
-    print("| decoding | " + " | ".join(SPLITS) + " | test S / D / I | seconds |")
-    print("|---|" + "---:|" * len(SPLITS) + "---|---:|")
-    for name, overrides in STRATEGIES.items():
-        dcfg = dataclasses.replace(base, **overrides)
-        row, t0 = {}, time.perf_counter()
-        for split in SPLITS:
-            rec = recognize(model, pose2gloss_memory(model), data[split], vocab, dcfg, desc=split, topk=False)
-            row[split] = scoring.wer(rec["references"], rec["hypotheses"])
-        seconds = time.perf_counter() - t0
-        rows[name] = {"overrides": overrides, "seconds": round(seconds, 1), **row}
-        t = row["test"]
-        sdi = f"{t['substitutions']} / {t['deletions']} / {t['insertions']}"
-        print(f"| {name} | " + " | ".join(f"{row[s]['wer']:.1f}" for s in SPLITS) + f" | {sdi} | {seconds:.1f} |",
-              flush=True)  # fmt: skip
-    out = ROOT / "bench/results/decoding_strategies.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"checkpoint": args.checkpoint, "decoding": vars(base), "rows": rows}, indent=2) + "\n")
+    for model in args.model or MODELS:
+        base = decode_config(params, model)
+        rows = {}
+        print(f"\n{model}\n\n| decoding | " + " | ".join(SPLITS) + " | test S / D / I | seconds |")
+        print("|---|" + "---:|" * len(SPLITS) + "---|---:|")
+        for name, overrides in STRATEGIES.items():
+            t0 = time.perf_counter()
+            metrics = evaluate(model, dataclasses.replace(base, **overrides))
+            seconds = time.perf_counter() - t0
+            row = {s: {k: metrics[s][k] for k in ("wer", "substitutions", "deletions", "insertions")} for s in SPLITS}
+            rows[name] = {"overrides": overrides, "seconds": round(seconds, 1), **row}
+            t = row["test"]
+            sdi = f"{t['substitutions']} / {t['deletions']} / {t['insertions']}"
+            print(f"| {name} | " + " | ".join(f"{row[s]['wer']:.1f}" for s in SPLITS) + f" | {sdi} | {seconds:.1f} |",
+                  flush=True)  # fmt: skip
+        out = ROOT / f"bench/results/decoding_strategies_{model}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"model": model, "decoding": vars(base), "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from pipeline.video import Clip, FrameCache, FrameSpec, clip_frames, load_clips,
 from pipeline.vocab import Vocab
 
 SPLITS = ("test", "test_unseen")
+MODELS = ("pose2gloss", "video2gloss")  # what `evaluate` scores: Stage I on the extractors' tracks; Stage II + I
 TOP_K = (1, 5)
 # what a model makes of a batch for decoding: decoder memory (B, T, d), frame_pad (B, T) and the CTC head's frame
 # log-probabilities (B, T, V) or None
@@ -47,13 +48,21 @@ DecoderInputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 MemoryFn = Callable[[list[Utterance], torch.Generator], DecoderInputs]
 
 
-def decode_config(params: dict) -> DecodeConfig:
-    """The `decoding` params section plus the top-level `temperature`; unknown keys are errors."""
+def decode_config(params: dict, model: str = "pose2gloss") -> DecodeConfig:
+    """The `decoding` params section plus the top-level `temperature`, for `model` (pose2gloss | video2gloss):
+    `ctc_weight` is one number for both, or a mapping with one per model (the predicted tracks of Video2Gloss make
+    the two heads' balance different). Unknown keys are errors."""
     section = dict(params.get("decoding", {}) or {})
     section.pop("batch_size", None)
     known = {f.name for f in fields(DecodeConfig)} - {"temperature", "seed"}
     if unknown := sorted(set(section) - known):
         raise ValueError(f"decoding params: unknown keys {unknown}")
+    if isinstance(weight := section.get("ctc_weight"), dict):
+        if unknown := sorted(set(weight) - set(MODELS)):
+            raise ValueError(f"decoding.ctc_weight: unknown models {unknown}; models are {list(MODELS)}")
+        if model not in weight:
+            raise ValueError(f"decoding.ctc_weight has no weight for {model}: set decoding.ctc_weight.{model}")
+        section["ctc_weight"] = weight[model]
     return DecodeConfig(**section, temperature=float(params.get("temperature", 0.7)), seed=int(params.get("seed", 0)))
 
 
@@ -257,7 +266,7 @@ def evaluate_video2gloss(
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", choices=["pose2gloss", "video2gloss"])
+    ap.add_argument("model", choices=MODELS)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--features", default="data/features.zarr")
     ap.add_argument("--corpus", default="data/corpus")
@@ -267,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics-dir", default="metrics")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    dcfg = decode_config(params)
+    dcfg = decode_config(params, args.model)
     batch_size = int((params.get("decoding") or {}).get("batch_size", 32))
     t0 = time.perf_counter()
     if args.model == "pose2gloss":

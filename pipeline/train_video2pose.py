@@ -34,7 +34,7 @@ from pipeline.decoding import ctc_best_path, greedy
 from pipeline.devices import autocast, resolve_device
 from pipeline.evaluate import predicted_track_mask
 from pipeline.nets import video2pose as video2pose_net
-from pipeline.nets.losses import ctc_loss, reconstruction_loss, text_loss
+from pipeline.nets.losses import ctc_loss, distillation_loss, reconstruction_loss, text_loss
 from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
 from pipeline.nets.video2pose import Video2Pose, Video2PoseConfig
 from pipeline.params import load_params, write_metrics
@@ -49,9 +49,9 @@ from pipeline.video import (
     colour_jitter,
     load_clips,
 )
-from pipeline.vocab import Vocab
+from pipeline.vocab import PAD, Vocab
 
-LOSSES = ("recon", "text", "ctc")
+LOSSES = ("recon", "text", "ctc", "distill")
 
 
 @dataclass
@@ -68,7 +68,7 @@ class TrainVideoConfig:
     min_lr_ratio: float = 0.01
     clip: float = 1.0
     # 0 switches a loss off; ctc is ours (docs/VIDEO2POSE.md)
-    weights: dict = field(default_factory=lambda: {"recon": 1.0, "text": 1.0, "ctc": 1.0})
+    weights: dict = field(default_factory=lambda: {"recon": 1.0, "text": 1.0, "ctc": 1.0, "distill": 0.0})
     label_smoothing: float = 0.0  # Table 2: N/A for Stage II
     aug_colour: float = 0.3  # photometric jitter strength per training clip (pipeline.video.colour_jitter); 0 = off
     loader_workers: int = 0  # DataLoader processes reading the frame cache (decoding happens before training)
@@ -91,15 +91,30 @@ def freeze(model: torch.nn.Module) -> torch.nn.Module:
 def training_losses(v2p: Video2Pose, p2g: Pose2Gloss, batch: dict, cfg: TrainVideoConfig) -> dict[str, torch.Tensor]:
     pred = v2p(batch["frames"], batch["frame_pad"])  # (B, T, 1959)
     out = {}
+    w = cfg.weights
     pad, targets = batch["frame_pad"], batch["targets"]
-    if cfg.weights.get("recon", 0):
+    if w.get("recon", 0):
         out["recon"] = reconstruction_loss(pred, batch["poses"], batch["track_mask"], v2p.cfg.track_dims)
-    if cfg.weights.get("text", 0) or cfg.weights.get("ctc", 0):
-        f, z0 = p2g.encode(pred, predicted_track_mask(p2g, pad))
-        if cfg.weights.get("text", 0):
-            out["text"] = text_loss(p2g(shift_right(targets), z0, pad), targets, cfg.label_smoothing)
-        if cfg.weights.get("ctc", 0):  # frame-aligned: every frame's predicted pose must score its gloss
-            out["ctc"] = ctc_loss(p2g.ctc_head(f), pad, targets)
+    if not (w.get("text", 0) or w.get("ctc", 0) or w.get("distill", 0)):
+        return out
+    inputs, keep = shift_right(targets), targets != PAD
+    use_ctc_head = p2g.ctc_trained and (w.get("ctc", 0) or w.get("distill", 0))
+    f, z0 = p2g.encode(pred, predicted_track_mask(p2g, pad))
+    logits = p2g(inputs, z0, pad) if (w.get("text", 0) or w.get("distill", 0)) else None  # (B, L, V)
+    frame_logits = p2g.ctc_head(f) if use_ctc_head else None  # (B, T, V)
+    if w.get("text", 0):
+        out["text"] = text_loss(logits, targets, cfg.label_smoothing)
+    if w.get("ctc", 0):  # frame-aligned: every frame's predicted pose must score its gloss
+        out["ctc"] = ctc_loss(frame_logits, pad, targets)
+    if w.get("distill", 0):
+        # Stage I's own outputs on the extracted tracks as soft targets: what it reads from a pose, gloss by gloss
+        # and (CTC head) frame by frame, instead of reconstructing every dim of every track
+        with torch.no_grad():
+            f_t, z0_t = p2g.encode(batch["poses"], batch["track_mask"] & predicted_track_mask(p2g, pad))
+            teacher = p2g(inputs, z0_t, pad)
+        out["distill"] = distillation_loss(logits, teacher, keep)
+        if use_ctc_head:
+            out["distill"] = out["distill"] + distillation_loss(frame_logits, p2g.ctc_head(f_t), ~pad)
     return out
 
 

@@ -15,6 +15,17 @@ def test_decode_config_takes_the_top_level_temperature_and_refuses_unknown_keys(
         decode_config({"decoding": {"beams": 3}})
 
 
+def test_decode_config_takes_one_ctc_weight_or_one_per_model():
+    assert decode_config({"decoding": {"ctc_weight": 0.4}}, "video2gloss").ctc_weight == 0.4
+    per_model = {"decoding": {"ctc_weight": {"pose2gloss": 0.5, "video2gloss": 0.8}}}
+    assert decode_config(per_model).ctc_weight == 0.5  # pose2gloss unless told
+    assert decode_config(per_model, "video2gloss").ctc_weight == 0.8
+    with pytest.raises(ValueError, match="decoding.ctc_weight.video2gloss"):
+        decode_config({"decoding": {"ctc_weight": {"pose2gloss": 0.5}}}, "video2gloss")
+    with pytest.raises(ValueError, match="unknown models"):
+        decode_config({"decoding": {"ctc_weight": {"pose2gloss": 0.5, "video2pose": 0.8}}})
+
+
 def test_split_metrics_and_per_utterance_rows():
     rec = {"utt_id": ["a", "b"], "references": ["#IF POSS-1p", "DATE/DESSERT EACH+ONE X"],
            "hypotheses": ["#IF POSS-1p", "DATE/DESSERT"], "top1": (3, 5), "top5": (5, 5)}  # fmt: skip

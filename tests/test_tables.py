@@ -48,6 +48,14 @@ def test_render_puts_our_numbers_beside_the_paper(tmp_path):
     assert "| Pose2Gloss | test_unseen | 41.23 | 77.00 | 100.00 | 30.00 |" in text
     assert "| Video2Gloss | test | not run |" in text
     assert "temperature 0.3" in text and "100 glosses" in text
+    assert "Video2Gloss: ctc_weight" not in text  # no Video2Gloss evaluation yet
+
+
+def test_render_names_a_per_model_ctc_weight(tmp_path):
+    split = {"bleu": 41.0, "top5": 77.0, "best": 100.0, "wer": 22.5}
+    for model, weight in (("pose2gloss", 0.5), ("video2gloss", 0.8)):
+        (tmp_path / f"{model}.json").write_text(json.dumps({"test": split, "decoding": {"ctc_weight": weight}}))
+    assert "ctc_weight 0.5 (Video2Gloss: ctc_weight 0.8)" in tables.render(tmp_path)
 
 
 def test_ablation_table_lists_changed_params_and_val_wer():

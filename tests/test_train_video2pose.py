@@ -56,9 +56,9 @@ def test_stage1_gets_no_gradient_but_passes_it_to_video2pose(stage1, tmp_path):
     v2p = Video2Pose(configs_from_params(TINY, 0)[0])
     items = clips[:3]
     batch = collate_clips(items, clip_frames(items, cache))
-    for loss in ("text", "ctc"):  # each loss through the frozen Stage I alone
+    for loss in ("text", "ctc", "distill"):  # each loss through the frozen Stage I alone
         v2p.zero_grad()
-        weights = {"recon": 0.0, "text": 0.0, "ctc": 0.0, loss: 1.0}
+        weights = {"recon": 0.0, "text": 0.0, "ctc": 0.0, "distill": 0.0, loss: 1.0}
         losses = training_losses(v2p, p2g, batch, configs_from_params(dict(TINY, weights=weights), 0)[1])
         assert set(losses) == {loss}
         losses[loss].backward()

@@ -11,7 +11,7 @@ import timm
 import torch
 
 import extractors
-from pipeline.nets.losses import reconstruction_loss
+from pipeline.nets.losses import distillation_loss, reconstruction_loss
 from pipeline.nets.pose2gloss import TRACK_DIMS
 from pipeline.nets.video2pose import Video2Pose, Video2PoseConfig, build_vit
 from pipeline.video import FrameCache, FrameSpec, VideoError, colour_jitter, pad_frames, read_video
@@ -182,3 +182,20 @@ def test_reconstruction_loss_respects_the_track_mask():
     assert reconstruction_loss(pred, target, mask, TRACK_DIMS) == 0
     pred[0, 0, a:b] += 1.0  # wrong on one real dwpose frame: mean over the 6 real dwpose frames, 384 dims each
     torch.testing.assert_close(reconstruction_loss(pred, target, mask, TRACK_DIMS), torch.tensor(1.0 / 6))
+
+
+def test_distillation_loss_is_the_teachers_kl_over_kept_positions():
+    g = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(2, 5, 7, generator=g), torch.randn(2, 5, 7, generator=g)
+    keep = torch.tensor([[True, True, True, False, False], [True, True, True, True, True]])
+    expected = torch.nn.functional.kl_div(
+        student.log_softmax(-1)[keep], teacher.log_softmax(-1)[keep], log_target=True, reduction="batchmean"
+    )
+    torch.testing.assert_close(distillation_loss(student, teacher, keep), expected)
+    assert distillation_loss(teacher, teacher, keep).abs() < 1e-6  # the teacher's own outputs cost nothing
+    moved = student.clone()
+    moved[0, 3:] += 100  # masked positions never count
+    torch.testing.assert_close(distillation_loss(moved, teacher, keep), expected)
+    student.requires_grad_(True)
+    distillation_loss(student, teacher.requires_grad_(True), keep).backward()
+    assert teacher.grad is None and student.grad.abs().sum() > 0  # no gradient into the (frozen) teacher

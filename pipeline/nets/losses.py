@@ -104,6 +104,15 @@ def ctc_loss(frame_logits: torch.Tensor, frame_pad: torch.Tensor, targets: torch
     )
 
 
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) of the per-position output distributions (Hinton et al. 2015, temperature 1), averaged
+    over the positions where `keep` (B, N) is True. logits (B, N, V); the teacher's carry no gradient."""
+    t = teacher_logits.detach().float().log_softmax(-1)
+    kl = (t.exp() * (t - student_logits.float().log_softmax(-1))).sum(-1)  # (B, N)
+    w = keep.to(kl.dtype)
+    return (kl * w).sum() / w.sum().clamp(min=1)
+
+
 def reconstruction_loss(
     pred: torch.Tensor, target: torch.Tensor, track_mask: torch.Tensor, track_dims: tuple[int, ...]
 ) -> torch.Tensor:
