@@ -4,9 +4,10 @@
 
 Needs `make repro` first (reads data/corpus, data/features.zarr and models/pose2gloss/best.pt). All in one run:
 
-(a) training: frames/s of Video2Pose training steps (forward, reconstruction + text loss through the frozen
+(a) training: frames/s of Video2Pose training steps (forward, the `video2pose.weights` losses through the frozen
     Stage I, backward, AdamW) with the `video2pose` params, batches from a warm frame cache, median of
-    `--repeats` windows of `--steps` steps, and peak memory;
+    `--repeats` windows of `--steps` steps, and peak memory; then the same with the ViT's convolution weights in
+    PyTorch's default (contiguous) layout instead of channels-last, the frames' layout;
 (b) decoding the train videos into frames (OpenCV decode + resize, what a cold cache costs), frames/s with one
     process and with `FrameCache.fill`'s pool of one worker process per core (its start-up included);
 (c) the data loader alone reading the warm frame cache (what every epoch after the first costs), frames/s with
@@ -63,31 +64,43 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device,
     cache = FrameCache(cache_dir, FrameSpec(model_cfg.img_size, opts["frame_stride"], opts["max_frames"]))
     vocab = Vocab.load(CORPUS / "vocab.json")
     clips, _ = load_clips(CORPUS, vocab, "train", cache, FEATURES, opts, p2g.cfg.max_len, cfg.decode_workers)
-    v2p = Video2Pose(model_cfg).to(device).train()
-    opt = torch.optim.AdamW(v2p.parameters(), lr=cfg.lr)
     order = bucket_batches([c.n_frames for c in clips], cfg.batch_size, np.random.default_rng(0))
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+    rates = {}
+    # the network as built (convolution weights channels-last, like the frames), then with them converted back to
+    # PyTorch's default layout, to show what matching the frames' memory format buys
+    for layout in ("channels_last", "contiguous"):
+        torch.manual_seed(0)
+        v2p = Video2Pose(model_cfg).to(device).train()
+        if layout == "contiguous":
+            v2p.vit.to(memory_format=torch.contiguous_format)
+        opt = torch.optim.AdamW(v2p.parameters(), lr=cfg.lr)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
 
-    def step(i: int) -> int:
-        items = [clips[j] for j in order[i % len(order)]]
-        batch = collate_clips(items, clip_frames(items, cache))
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with autocast(device):
-            losses = training_losses(v2p, p2g, batch, cfg)
-        sum(cfg.weights[k] * v.float() for k, v in losses.items()).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return int((~batch["frame_pad"]).sum())
+        def step(i: int, v2p: Video2Pose = v2p, opt: torch.optim.Optimizer = opt) -> int:
+            items = [clips[j] for j in order[i % len(order)]]
+            batch = collate_clips(items, clip_frames(items, cache))
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with autocast(device):
+                losses = training_losses(v2p, p2g, batch, cfg)
+            sum(cfg.weights[k] * v.float() for k, v in losses.items()).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            return int((~batch["frame_pad"]).sum())
 
-    windows = timed_windows(step, steps, repeats, device, warmup=3)
+        windows = timed_windows(step, steps, repeats, device, warmup=3)
+        rates[layout] = statistics.median(n / dt for n, dt in windows)
+        if layout == "channels_last":
+            memory = peak_memory(device)  # of the default network
     return (
         {
-            "frames_per_s": round(statistics.median(n / dt for n, dt in windows), 1),
+            "frames_per_s": round(rates["channels_last"], 1),
+            "frames_per_s_conv_weights_contiguous": round(rates["contiguous"], 1),
             "batch_size": cfg.batch_size,
             "img_size": model_cfg.img_size,
             "stem": model_cfg.stem,
-            **peak_memory(device),
+            "vit_depth": model_cfg.vit_depth,
+            **memory,
             "parameters": sum(p.numel() for p in v2p.parameters()),
         },
         clips,

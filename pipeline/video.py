@@ -141,6 +141,9 @@ class Clip:
     glosses: str
     poses: np.ndarray | None = None  # (n_frames, 1959) float32, normalised like Stage I's input; None at inference
     track_mask: np.ndarray | None = None  # (n_frames, 5) bool: which tracks were really extracted
+    # Stage I's log-probabilities reading `poses` (the Stage II distillation targets), when attached:
+    teacher_text: np.ndarray | None = None  # (L, V) its decoder's, teacher-forced on `target`
+    teacher_ctc: np.ndarray | None = None  # (n_frames, V) its CTC head's
 
 
 def load_clips(
@@ -220,7 +223,8 @@ def pad_frames(frames: list[np.ndarray]) -> dict[str, torch.Tensor]:
 
 
 def collate_clips(clips: list[Clip], frames: list[np.ndarray]) -> dict[str, torch.Tensor]:
-    """A training batch: padded frames, pose targets (B, T, 1959), track_mask (B, T, 5), targets (B, L)."""
+    """A training batch: padded frames, pose targets (B, T, 1959), track_mask (B, T, 5), targets (B, L), and the
+    attached Stage I log-probabilities teacher_text (B, L, V) / teacher_ctc (B, T, V) when the clips have them."""
     batch = pad_frames(frames)
     B, T = batch["frame_pad"].shape
     poses = torch.zeros(B, T, clips[0].poses.shape[-1])
@@ -228,7 +232,14 @@ def collate_clips(clips: list[Clip], frames: list[np.ndarray]) -> dict[str, torc
     for b, c in enumerate(clips):
         poses[b, : c.n_frames] = torch.from_numpy(c.poses)
         mask[b, : c.n_frames] = torch.from_numpy(c.track_mask)
-    return batch | {"poses": poses, "track_mask": mask, "targets": pad_targets([c.target for c in clips])}
+    batch |= {"poses": poses, "track_mask": mask, "targets": pad_targets([c.target for c in clips])}
+    for name, length in (("teacher_text", batch["targets"].shape[1]), ("teacher_ctc", T)):
+        if getattr(clips[0], name) is not None:
+            out = torch.zeros(B, length, getattr(clips[0], name).shape[-1])  # padding positions are never read
+            for b, c in enumerate(clips):
+                out[b, : len(getattr(c, name))] = torch.from_numpy(getattr(c, name))
+            batch[name] = out
+    return batch
 
 
 def colour_jitter(frames: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:

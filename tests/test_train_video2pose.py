@@ -17,7 +17,14 @@ from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
 from pipeline.nets.video2pose import Video2Pose
 from pipeline.train_pose2gloss import configs_from_params as stage1_configs
 from pipeline.train_pose2gloss import train as train_stage1
-from pipeline.train_video2pose import configs_from_params, freeze, train, training_losses, validate
+from pipeline.train_video2pose import (
+    attach_teacher_outputs,
+    configs_from_params,
+    freeze,
+    train,
+    training_losses,
+    validate,
+)
 from pipeline.video import FrameCache, FrameSpec, clip_frames, collate_clips, load_clips
 from pipeline.vocab import Vocab
 
@@ -65,6 +72,26 @@ def test_stage1_gets_no_gradient_but_passes_it_to_video2pose(stage1, tmp_path):
         assert all(p.grad is None for p in p2g.parameters())
         assert all(not p.requires_grad for p in p2g.parameters()) and not p2g.training
         assert v2p.vit.patch_embed.proj.weight.grad.abs().sum() > 0  # it reaches the ViT through Stage I
+
+
+def test_attached_teacher_outputs_give_the_distillation_loss_computed_on_the_fly(stage1, tmp_path):
+    p2g, cache, clips, _ = _clips(stage1, tmp_path)
+    m, cfg = configs_from_params(dict(TINY, dropout=0.0, weights={"recon": 0.0, "text": 0.0, "ctc": 0.0,
+                                                                  "distill": 1.0}), 0)  # fmt: skip
+    v2p = Video2Pose(m).eval()
+    item = [clips[0]]
+    on_the_fly = training_losses(v2p, p2g, collate_clips(item, clip_frames(item, cache)), cfg)["distill"]
+    attach_teacher_outputs(p2g, clips[:3], torch.device("cpu"))
+    assert np.allclose(np.exp(clips[0].teacher_ctc).sum(-1), 1, atol=1e-5)  # log-probabilities per frame
+    assert clips[0].teacher_text.shape[0] == len(clips[0].target)
+    batch = collate_clips(item, clip_frames(item, cache))
+    assert "teacher_text" in batch and "teacher_ctc" in batch
+    torch.testing.assert_close(training_losses(v2p, p2g, batch, cfg)["distill"], on_the_fly)
+    assert on_the_fly > 0  # an untrained Video2Pose is far from the teacher
+    items = clips[:3]  # padded to the longest clip: each clip's cached rows land in its own place
+    batch = collate_clips(items, clip_frames(items, cache))
+    for b, c in enumerate(items):
+        assert torch.equal(batch["teacher_ctc"][b, : c.n_frames], torch.from_numpy(c.teacher_ctc))
 
 
 def test_clip_targets_are_the_masked_store_frames(stage1, tmp_path):

@@ -38,7 +38,7 @@ class Video2PoseConfig:
     patch_size: int = 16  # each token covers patch_size x patch_size pixels
     stem: str = "conv"  # conv: log2(patch_size) stride-2 3x3 convolutions; patch: ViT's linear patchify
     vit_dim: int = 128  # d_v of Eq. 5
-    vit_depth: int = 4
+    vit_depth: int = 1  # the default budget favours epochs over depth (docs/VIDEO2POSE.md)
     vit_heads: int = 4
     d_temporal: int = 192
     temporal_layers: int = 2
@@ -108,6 +108,9 @@ class Video2Pose(nn.Module):
         if cfg.pool not in ("avg", "tokens"):
             raise ValueError(f"video2pose.pool must be 'avg' or 'tokens', got {cfg.pool!r}")
         self.vit = build_vit(cfg)
+        # frames arrive channels-last ((N, H, W, 3) permuted, never copied); with the convolution weights in the same
+        # memory format oneDNN runs the conv stem / patchify without layout conversions (bench_video2pose.py)
+        self.vit.to(memory_format=torch.channels_last)
         d_v = self.vit.num_features
         if cfg.pool == "tokens":
             n_tokens = self.vit.patch_embed.num_patches
@@ -144,7 +147,7 @@ class Video2Pose(nn.Module):
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """(N, H, W, 3) uint8 frames -> (N, d_frame) ViT features (Eq. 5): d_v with `avg` pooling,
         n_tokens x token_dim with `tokens`."""
-        x = frames.permute(0, 3, 1, 2).float().div_(255.0)  # (N, 3, H, W)
+        x = frames.permute(0, 3, 1, 2).float().div_(255.0)  # (N, 3, H, W), channels-last in memory
         x = self.vit((x - self.pixel_mean) / self.pixel_std)  # (N, d_v), or (N, prefix + n_tokens, d_v) unpooled
         if self.token_proj is None:
             return x
