@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -13,7 +14,16 @@ from extractors.base import HAND21, TrackFrames
 from extractors.simulation import GroundTruth
 from pipeline.corpus.manifest import read_manifest
 from pipeline.corpus.motion import Signer
-from pipeline.corpus.skeleton import GOLIATH_CLASSES, JOINT_NAMES, P
+from pipeline.corpus.skeleton import (
+    BODY_CAPSULES,
+    GOLIATH_CLASSES,
+    HEAD_RADII,
+    JOINT_NAMES,
+    PART,
+    P,
+    head_centre,
+    project,
+)
 from pipeline.store import FrameStore
 
 SIMULATED = {"smplerx": smplerx, "dwpose": dwpose, "mediapipe": mediapipe, "primedepth": primedepth, "sapiens": sapiens}
@@ -129,6 +139,39 @@ def test_maps_see_the_body(small_corpus):
         assert np.all(depth[~body] < 0.25)  # background is far (0), blurred edges aside
         seen = {GOLIATH_CLASSES[i] for i in np.unique(parts)}
         assert {"Background", "Face_Neck", "Upper_Clothing", "Left_Hand", "Right_Hand"} <= seen
+
+
+def test_map_raster_matches_a_per_pixel_ray_cast(small_corpus):
+    """The vectorised ray-cast behind both map tracks against a plain per-pixel one over the same capsules."""
+    _, corpus, _ = small_corpus
+    gt = _ground_truths(corpus, 1)[0]
+    depth, parts = gt.raster()
+    uv, z_joint = gt.uv_depth
+    box, f = gt.crop_boxes(), gt.camera[:, 0]
+    scale = gt.signer.shape.height * gt.signer.shape.girth
+    hs = gt.signer.shape.height * gt.signer.shape.head_size
+    c_uv, c_z = project(head_centre(gt.points, gt.signer.shape)[:, None], gt.camera)
+    for t in (0, gt.n_frames // 2):
+        for r, c in np.ndindex(24, 24):
+            p = box[t, :2] + (np.array([c, r]) + 0.5) / 24 * box[t, 2:]
+            best, part = math.inf, 0
+            for cap in BODY_CAPSULES:
+                a, b = uv[t, cap.a], uv[t, cap.b]
+                s = min(1.0, max(0.0, float(np.dot(p - a, b - a) / (np.dot(b - a, b - a) + 1e-9))))
+                dist = math.hypot(*(p - (a + s * (b - a))))
+                z = z_joint[t, cap.a] + s * (z_joint[t, cap.b] - z_joint[t, cap.a])
+                r_m = (cap.radius_a + s * (cap.radius_b - cap.radius_a)) * scale
+                r_px = r_m * f[t] / z
+                surface = z - r_m * math.sqrt(max(0.0, 1 - (dist / r_px) ** 2))
+                if dist < r_px and surface < best:
+                    best, part = surface, cap.part
+            dx = (p[0] - c_uv[t, 0, 0]) / (HEAD_RADII[0] * hs * f[t] / c_z[t, 0])
+            dy = (p[1] - c_uv[t, 0, 1]) / (HEAD_RADII[1] * hs * f[t] / c_z[t, 0])
+            surface = c_z[t, 0] - HEAD_RADII[2] * hs * math.sqrt(max(0.0, 1 - dx * dx - dy * dy))
+            if dx * dx + dy * dy < 1 and surface < best:
+                best, part = surface, PART["Hair"] if dy < -0.45 else PART["Face_Neck"]
+            assert parts[t, r, c] == part, (t, r, c)
+            assert depth[t, r, c] == pytest.approx(best, rel=1e-9)
 
 
 def test_fast_hands_get_lost_more_often(small_corpus):
