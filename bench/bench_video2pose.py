@@ -42,7 +42,13 @@ from pipeline.devices import autocast, resolve_device  # noqa: E402
 from pipeline.nets.pose2gloss import Pose2Gloss  # noqa: E402
 from pipeline.nets.video2pose import Video2Pose  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
-from pipeline.train_video2pose import _as_list, configs_from_params, freeze, training_losses  # noqa: E402
+from pipeline.train_video2pose import (  # noqa: E402
+    _as_list,
+    attach_teacher_outputs,
+    configs_from_params,
+    freeze,
+    training_losses,
+)
 from pipeline.video import (  # noqa: E402
     FrameCache,
     FrameDataset,
@@ -64,6 +70,8 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device,
     cache = FrameCache(cache_dir, FrameSpec(model_cfg.img_size, opts["frame_stride"], opts["max_frames"]))
     vocab = Vocab.load(CORPUS / "vocab.json")
     clips, _ = load_clips(CORPUS, vocab, "train", cache, FEATURES, opts, p2g.cfg.max_len, cfg.decode_workers)
+    if cfg.weights.get("distill", 0):  # as training does: the teacher outputs once, not at every step
+        attach_teacher_outputs(p2g, clips, device)
     order = bucket_batches([c.n_frames for c in clips], cfg.batch_size, np.random.default_rng(0))
     rates = {}
     # the network as built (convolution weights channels-last, like the frames), then with them converted back to
