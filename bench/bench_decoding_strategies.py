@@ -6,7 +6,8 @@ Decodes `val`, `test` and `test_unseen` with the same model under each strategy 
 beam search, joint CTC / attention beam search at several CTC weights) and prints the tables of
 docs/POSE2GLOSS.md and docs/VIDEO2POSE.md ("Decoding"); `val` is what chooses each model's
 `decoding.ctc_weight`. Every other decoding setting is params.yaml's; the DDIM draws are seeded, so a rerun gives
-the same figures. Each model's table goes to bench/results/decoding_strategies_<model>.json.
+the same figures. Each model's tracks are loaded once (for Video2Gloss: Video2Pose runs once per split), so the
+seconds column is the decoding alone. Each model's table goes to bench/results/decoding_strategies_<model>.json.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.evaluate import MODELS, decode_config, evaluate_pose2gloss, evaluate_video2gloss  # noqa: E402
+from pipeline.evaluate import MODELS, decode_config, pose2gloss_loader, score_splits, video2gloss_loader  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
 
 SPLITS = ("val", "test", "test_unseen")
@@ -35,16 +36,15 @@ STRATEGIES = {  # name -> DecodeConfig overrides of the params' decoding section
 }
 
 
-def evaluate(model: str, dcfg) -> dict:
-    """{split: metrics} of `model` (the pipeline's trained checkpoints) decoded with `dcfg`."""
-    corpus = ROOT / "data/corpus"
-    p2g = ROOT / "models/pose2gloss/best.pt"
+def loaded(model: str) -> tuple:
+    """The pipeline's trained Stage I checkpoint and each split's tracks it reads, loaded once for every strategy:
+    the fused store's for pose2gloss, Video2Pose's predictions (run once) for video2gloss."""
+    corpus, p2g = ROOT / "data/corpus", ROOT / "models/pose2gloss/best.pt"
     if model == "pose2gloss":
-        metrics, _ = evaluate_pose2gloss(p2g, ROOT / "data/features.zarr", corpus, dcfg, SPLITS)
+        stage1, load = pose2gloss_loader(p2g, ROOT / "data/features.zarr", corpus)
     else:
-        v2p = ROOT / "models/video2pose/best.pt"
-        metrics, _ = evaluate_video2gloss(v2p, p2g, corpus, dcfg, ROOT / "data/frame_cache", SPLITS)
-    return metrics
+        stage1, load = video2gloss_loader(ROOT / "models/video2pose/best.pt", p2g, corpus, ROOT / "data/frame_cache")
+    return stage1, {split: load(split) for split in SPLITS}
 
 
 def main() -> None:
@@ -54,12 +54,14 @@ def main() -> None:
     params = load_params(ROOT / "params.yaml")
     for model in args.model or MODELS:
         base = decode_config(params, model)
+        stage1, tracks = loaded(model)
         rows = {}
         print(f"\n{model}\n\n| decoding | " + " | ".join(SPLITS) + " | test S / D / I | seconds |")
         print("|---|" + "---:|" * len(SPLITS) + "---|---:|")
         for name, overrides in STRATEGIES.items():
             t0 = time.perf_counter()
-            metrics = evaluate(model, dataclasses.replace(base, **overrides))
+            dcfg = dataclasses.replace(base, **overrides)
+            metrics, _ = score_splits(stage1, tracks.__getitem__, ROOT / "data/corpus", dcfg, SPLITS)
             seconds = time.perf_counter() - t0
             row = {s: {k: metrics[s][k] for k in ("wer", "substitutions", "deletions", "insertions")} for s in SPLITS}
             rows[name] = {"overrides": overrides, "seconds": round(seconds, 1), **row}

@@ -4,10 +4,9 @@
 
 Needs `make repro` first (reads data/corpus, data/features.zarr and models/pose2gloss/best.pt). All in one run:
 
-(a) training: frames/s of Video2Pose training steps (forward, the `video2pose.weights` losses through the frozen
-    Stage I, backward, AdamW) with the `video2pose` params, batches from a warm frame cache, median of
-    `--repeats` windows of `--steps` steps, and peak memory; then the same with the ViT's convolution weights in
-    PyTorch's default (contiguous) layout instead of channels-last, the frames' layout;
+(a) training: frames/s of Video2Pose training steps (the colour / framing augmentation, forward, the
+    `video2pose.weights` losses through the frozen Stage I, backward, AdamW) with the `video2pose` params,
+    batches from a warm frame cache, median of `--repeats` windows of `--steps` steps, and peak memory;
 (b) decoding the train videos into frames (OpenCV decode + resize, what a cold cache costs), frames/s with one
     process and with `FrameCache.fill`'s pool of one worker process per core (its start-up included);
 (c) the data loader alone reading the warm frame cache (what every epoch after the first costs), frames/s with
@@ -55,6 +54,8 @@ from pipeline.video import (  # noqa: E402
     FrameSpec,
     clip_frames,
     collate_clips,
+    colour_jitter,
+    geometric_jitter,
     load_clips,
     read_video,
 )  # fmt: skip
@@ -73,37 +74,32 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device,
     if cfg.weights.get("distill", 0):  # as training does: the teacher outputs once, not at every step
         attach_teacher_outputs(p2g, clips, device)
     order = bucket_batches([c.n_frames for c in clips], cfg.batch_size, np.random.default_rng(0))
-    rates = {}
-    # the network as built (convolution weights channels-last, like the frames), then with them converted back to
-    # PyTorch's default layout, to show what matching the frames' memory format buys
-    for layout in ("channels_last", "contiguous"):
-        torch.manual_seed(0)
-        v2p = Video2Pose(model_cfg).to(device).train()
-        if layout == "contiguous":
-            v2p.vit.to(memory_format=torch.contiguous_format)
-        opt = torch.optim.AdamW(v2p.parameters(), lr=cfg.lr)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
+    torch.manual_seed(0)
+    v2p = Video2Pose(model_cfg).to(device).train()
+    opt = torch.optim.AdamW(v2p.parameters(), lr=cfg.lr)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
 
-        def step(i: int, v2p: Video2Pose = v2p, opt: torch.optim.Optimizer = opt) -> int:
-            items = [clips[j] for j in order[i % len(order)]]
-            batch = collate_clips(items, clip_frames(items, cache))
-            batch = {k: v.to(device) for k, v in batch.items()}
-            with autocast(device):
-                losses = training_losses(v2p, p2g, batch, cfg)
-            sum(cfg.weights[k] * v.float() for k, v in losses.items()).backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            return int((~batch["frame_pad"]).sum())
+    aug = torch.Generator().manual_seed(0)
 
-        windows = timed_windows(step, steps, repeats, device, warmup=3)
-        rates[layout] = statistics.median(n / dt for n, dt in windows)
-        if layout == "channels_last":
-            memory = peak_memory(device)  # of the default network
+    def step(i: int) -> int:
+        items = [clips[j] for j in order[i % len(order)]]
+        batch = {k: v.to(device) for k, v in collate_clips(items, clip_frames(items, cache)).items()}
+        batch["frames"] = colour_jitter(batch["frames"], cfg.aug_colour, aug)  # the augmentation training does
+        if cfg.aug_geometric:
+            batch["frames"], batch["moved"] = geometric_jitter(batch["frames"], cfg.aug_geometric, aug)
+        with autocast(device):
+            losses = training_losses(v2p, p2g, batch, cfg)
+        sum(cfg.weights[k] * v.float() for k, v in losses.items()).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return int((~batch["frame_pad"]).sum())
+
+    windows = timed_windows(step, steps, repeats, device, warmup=3)
+    memory = peak_memory(device)
     return (
         {
-            "frames_per_s": round(rates["channels_last"], 1),
-            "frames_per_s_conv_weights_contiguous": round(rates["contiguous"], 1),
+            "frames_per_s": round(statistics.median(n / dt for n, dt in windows), 1),
             "batch_size": cfg.batch_size,
             "img_size": model_cfg.img_size,
             "stem": model_cfg.stem,

@@ -123,19 +123,25 @@ def pose2gloss_memory(model: Pose2Gloss) -> MemoryFn:
     return memory_fn
 
 
-def video2gloss_memory(v2p: Video2Pose, p2g: Pose2Gloss, cache: FrameCache) -> MemoryFn:
-    """Video2Gloss: cached video frames -> Video2Pose -> every track predicted on every frame -> frozen Stage I."""
-    device = next(p2g.parameters()).device
-
-    def memory_fn(items: list[Clip], gen: torch.Generator) -> DecoderInputs:
+@torch.no_grad()
+def predict_tracks(
+    v2p: Video2Pose, p2g: Pose2Gloss, clips: list[Clip], cache: FrameCache, batch_size: int = 32
+) -> list[Utterance]:
+    """Video2Pose on each clip's cached frames: the five tracks it predicts (n_frames, 1959), which the frozen Stage I
+    then reads as it reads extracted ones (every track it was trained on, present on every frame), as Utterances
+    in the clips' order. Batched as `recognize` batches them."""
+    device = next(v2p.parameters()).device
+    predicted = {}
+    for items in tqdm(list(_batches(clips, batch_size)), desc="video2pose", unit="batch", mininterval=2.0):
         batch = pad_frames(clip_frames(items, cache))
         frames, pad = batch["frames"].to(device), batch["frame_pad"].to(device)
         with autocast(device):
-            poses = v2p(frames, pad).float()
-        memory, ctc_logp = p2g.inference(poses, predicted_track_mask(p2g, pad), pad, gen)
-        return memory, pad, ctc_logp
-
-    return memory_fn
+            poses = v2p(frames, pad).float().cpu().numpy()  # (B, T, 1959)
+        mask = predicted_track_mask(p2g, pad).cpu().numpy()  # (B, T, 5)
+        for b, c in enumerate(items):
+            n = c.n_frames
+            predicted[c.utt_id] = Utterance(c.utt_id, poses[b, :n], mask[b, :n], c.target, c.glosses)
+    return [predicted[c.utt_id] for c in clips]
 
 
 def predicted_track_mask(p2g: Pose2Gloss, frame_pad: torch.Tensor) -> torch.Tensor:
@@ -187,18 +193,21 @@ def most_frequent_sequence_baseline(manifest: pd.DataFrame, splits: tuple[str, .
     return out
 
 
+Loader = Callable[[str], tuple[list[Utterance], dict[str, str]]]  # split -> its tracks, {utt_id: why skipped}
+
+
 def score_splits(
     model: Pose2Gloss,
-    memory_fn: MemoryFn,
-    load: Callable[[str], tuple[list, dict[str, str]]],
+    load: Loader,
     corpus: str | os.PathLike,
     dcfg: DecodeConfig,
     splits: tuple[str, ...] = SPLITS,
     batch_size: int = 32,
 ) -> tuple[dict, pd.DataFrame]:
-    """Metrics per split and the per-utterance table, for any model that gives Stage I decoder memory.
+    """Metrics per split and the per-utterance table of Stage I `model` reading the tracks `load` gives.
 
-    `load(split)` returns the split's items and {utt_id: reason} for those it had to skip (an undecodable video):
+    `load(split)` returns the split's tracks (extracted, or predicted by Video2Pose) and {utt_id: reason} for the
+    utterances it had to skip (an undecodable video):
     a skipped utterance is reported under the split's `skipped` and scored as an empty hypothesis, so it counts
     against WER and BLEU instead of silently leaving the test set."""
     vocab = Vocab.load(Path(corpus) / "vocab.json")
@@ -210,7 +219,7 @@ def score_splits(
         items, skipped = load(split)
         if not items and not skipped:
             continue
-        rec = recognize(model, memory_fn, items, vocab, dcfg, batch_size, desc=f"evaluate {split}")
+        rec = recognize(model, pose2gloss_memory(model), items, vocab, dcfg, batch_size, desc=f"evaluate {split}")
         for utt, reason in skipped.items():
             print(f"evaluate: {utt} scored as an empty hypothesis: {reason}")
             rec["utt_id"].append(utt)
@@ -219,6 +228,42 @@ def score_splits(
         metrics[split] = split_metrics(rec) | {"skipped": skipped}
         tables.append(per_utterance(rec, split, signers))
     return metrics, pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def pose2gloss_loader(
+    checkpoint: str | os.PathLike, features: str | os.PathLike, corpus: str | os.PathLike, device: str = "auto"
+) -> tuple[Pose2Gloss, Loader]:
+    """A Stage I checkpoint and what it reads: the fused store's (extracted) tracks of a split."""
+    model = Pose2Gloss.from_checkpoint(checkpoint, resolve_device(device))
+    vocab = Vocab.load(Path(corpus) / "vocab.json")
+
+    def load(split: str) -> tuple[list[Utterance], dict[str, str]]:
+        return load_split(features, corpus, vocab, split, max_len=model.cfg.max_len, **model.data_options), {}
+
+    return model, load
+
+
+def video2gloss_loader(
+    checkpoint: str | os.PathLike,
+    pose2gloss: str | os.PathLike,
+    corpus: str | os.PathLike,
+    frame_cache: str | os.PathLike,
+    batch_size: int = 32,
+    device: str = "auto",
+) -> tuple[Pose2Gloss, Loader]:
+    """Video2Gloss: the frozen Stage I checkpoint and what it reads, the tracks Video2Pose predicts from a split's
+    videos (`predict_tracks`); videos that cannot be decoded are returned as skipped."""
+    dev = resolve_device(device)
+    v2p = Video2Pose.from_checkpoint(checkpoint, dev)
+    p2g = Pose2Gloss.from_checkpoint(pose2gloss, dev)
+    cache = FrameCache(frame_cache, FrameSpec(**v2p.frame_options))
+    vocab = Vocab.load(Path(corpus) / "vocab.json")
+
+    def load(split: str) -> tuple[list[Utterance], dict[str, str]]:
+        clips, skipped = load_clips(corpus, vocab, split, cache, max_len=p2g.cfg.max_len)
+        return predict_tracks(v2p, p2g, clips, cache, batch_size), skipped
+
+    return p2g, load
 
 
 def evaluate_pose2gloss(
@@ -231,13 +276,8 @@ def evaluate_pose2gloss(
     device: str = "auto",
 ) -> tuple[dict, pd.DataFrame]:
     """Metrics per split and the per-utterance table for a Stage I checkpoint reading the fused store."""
-    model = Pose2Gloss.from_checkpoint(checkpoint, resolve_device(device))
-    vocab = Vocab.load(Path(corpus) / "vocab.json")
-
-    def load(split: str) -> tuple[list[Utterance], dict[str, str]]:
-        return load_split(features, corpus, vocab, split, max_len=model.cfg.max_len, **model.data_options), {}
-
-    return score_splits(model, pose2gloss_memory(model), load, corpus, dcfg, splits, batch_size)
+    model, load = pose2gloss_loader(checkpoint, features, corpus, device)
+    return score_splits(model, load, corpus, dcfg, splits, batch_size)
 
 
 def evaluate_video2gloss(
@@ -252,16 +292,8 @@ def evaluate_video2gloss(
 ) -> tuple[dict, pd.DataFrame]:
     """Metrics per split and the per-utterance table for Video2Gloss: Video2Pose then the frozen Stage I.
     Videos that cannot be decoded are reported and scored as empty hypotheses (`score_splits`)."""
-    dev = resolve_device(device)
-    v2p = Video2Pose.from_checkpoint(checkpoint, dev)
-    p2g = Pose2Gloss.from_checkpoint(pose2gloss, dev)
-    cache = FrameCache(frame_cache, FrameSpec(**v2p.frame_options))
-    vocab = Vocab.load(Path(corpus) / "vocab.json")
-
-    def load(split: str) -> tuple[list[Clip], dict[str, str]]:
-        return load_clips(corpus, vocab, split, cache, max_len=p2g.cfg.max_len)
-
-    return score_splits(p2g, video2gloss_memory(v2p, p2g, cache), load, corpus, dcfg, splits, batch_size)
+    model, load = video2gloss_loader(checkpoint, pose2gloss, corpus, frame_cache, batch_size, device)
+    return score_splits(model, load, corpus, dcfg, splits, batch_size)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -47,6 +47,7 @@ from pipeline.video import (
     clip_frames,
     collate_clips,
     colour_jitter,
+    geometric_jitter,
     load_clips,
 )
 from pipeline.vocab import PAD, Vocab
@@ -71,6 +72,9 @@ class TrainVideoConfig:
     weights: dict = field(default_factory=lambda: {"recon": 1.0, "text": 1.0, "ctc": 1.0, "distill": 1.0})
     label_smoothing: float = 0.0  # Table 2: N/A for Stage II
     aug_colour: float = 0.3  # photometric jitter strength per training clip (pipeline.video.colour_jitter); 0 = off
+    # framing jitter (pipeline.video.geometric_jitter): half the training clips shifted / scaled by up to this
+    # fraction of the frame, trained through Stage I only (their pose targets no longer match); 0 = off
+    aug_geometric: float = 0.05
     loader_workers: int = 0  # DataLoader processes reading the frame cache (decoding happens before training)
     decode_workers: int | None = None  # processes decoding videos into the cache; None: one per core
     checkpoint_every: int = 50  # optimizer steps between `last.pt` saves
@@ -88,20 +92,39 @@ def freeze(model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
+def stage1_outputs(
+    p2g: Pose2Gloss,
+    poses: torch.Tensor,
+    track_mask: torch.Tensor,
+    targets: torch.Tensor,
+    frame_pad: torch.Tensor,
+    text: bool = True,
+    ctc: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Stage I reading tracks (B, T, 1959): its decoder's logits (B, L, V) teacher-forced on `targets` when `text`,
+    its CTC head's frame logits (B, T, V) when `ctc` and the head was trained; None for what was not asked for."""
+    f, z0 = p2g.encode(poses, track_mask)
+    logits = p2g(shift_right(targets), z0, frame_pad) if text else None
+    frame_logits = p2g.ctc_head(f) if ctc and p2g.ctc_trained else None
+    return logits, frame_logits
+
+
 def training_losses(v2p: Video2Pose, p2g: Pose2Gloss, batch: dict, cfg: TrainVideoConfig) -> dict[str, torch.Tensor]:
     pred = v2p(batch["frames"], batch["frame_pad"])  # (B, T, 1959)
     out = {}
     w = cfg.weights
     pad, targets = batch["frame_pad"], batch["targets"]
     if w.get("recon", 0):
-        out["recon"] = reconstruction_loss(pred, batch["poses"], batch["track_mask"], v2p.cfg.track_dims)
+        mask = batch["track_mask"]
+        if "moved" in batch:  # geometric augmentation: those clips' targets no longer match their frames
+            mask = mask & ~batch["moved"][:, None, None]
+        out["recon"] = reconstruction_loss(pred, batch["poses"], mask, v2p.cfg.track_dims)
     if not (w.get("text", 0) or w.get("ctc", 0) or w.get("distill", 0)):
         return out
-    inputs, keep = shift_right(targets), targets != PAD
-    use_ctc_head = p2g.ctc_trained and (w.get("ctc", 0) or w.get("distill", 0))
-    f, z0 = p2g.encode(pred, predicted_track_mask(p2g, pad))
-    logits = p2g(inputs, z0, pad) if (w.get("text", 0) or w.get("distill", 0)) else None  # (B, L, V)
-    frame_logits = p2g.ctc_head(f) if use_ctc_head else None  # (B, T, V)
+    logits, frame_logits = stage1_outputs(
+        p2g, pred, predicted_track_mask(p2g, pad), targets, pad,
+        text=bool(w.get("text", 0) or w.get("distill", 0)), ctc=bool(w.get("ctc", 0) or w.get("distill", 0)),
+    )  # fmt: skip
     if w.get("text", 0):
         out["text"] = text_loss(logits, targets, cfg.label_smoothing)
     if w.get("ctc", 0):  # frame-aligned: every frame's predicted pose must score its gloss
@@ -111,8 +134,8 @@ def training_losses(v2p: Video2Pose, p2g: Pose2Gloss, batch: dict, cfg: TrainVid
         # and (CTC head) frame by frame, instead of reconstructing every dim of every track
         if "teacher_text" not in batch:
             batch = batch | teacher_logprobs(p2g, batch)
-        out["distill"] = distillation_loss(logits, batch["teacher_text"], keep)
-        if use_ctc_head:
+        out["distill"] = distillation_loss(logits, batch["teacher_text"], targets != PAD)
+        if frame_logits is not None:
             out["distill"] = out["distill"] + distillation_loss(frame_logits, batch["teacher_ctc"], ~pad)
     return out
 
@@ -123,10 +146,11 @@ def teacher_logprobs(p2g: Pose2Gloss, batch: dict) -> dict[str, torch.Tensor]:
     its decoder's log-probabilities teacher-forced on the targets, and teacher_ctc (B, T, V), its CTC head's (when
     it has one)."""
     pad = batch["frame_pad"]
-    f, z0 = p2g.encode(batch["poses"], batch["track_mask"] & predicted_track_mask(p2g, pad))
-    out = {"teacher_text": p2g(shift_right(batch["targets"]), z0, pad).float().log_softmax(-1)}
-    if p2g.ctc_trained:
-        out["teacher_ctc"] = p2g.ctc_head(f).float().log_softmax(-1)
+    mask = batch["track_mask"] & predicted_track_mask(p2g, pad)
+    logits, frame_logits = stage1_outputs(p2g, batch["poses"], mask, batch["targets"], pad)
+    out = {"teacher_text": logits.float().log_softmax(-1)}
+    if frame_logits is not None:
+        out["teacher_ctc"] = frame_logits.float().log_softmax(-1)
     return out
 
 
@@ -135,8 +159,7 @@ def attach_teacher_outputs(p2g: Pose2Gloss, clips: list[Clip], device: torch.dev
     change), one clip at a time so that no padding touches them. Saves Stage I's forward pass on the extracted
     tracks at every step (about a tenth of a Stage II step on CPU)."""
     for c in tqdm(clips, desc="Stage I teacher outputs", unit="clip", mininterval=2.0):
-        batch = collate_clips([c], [np.zeros((c.n_frames, 1, 1, 3), np.uint8)])  # no frames needed: 1-pixel stand-ins
-        out = teacher_logprobs(p2g, {k: v.to(device) for k, v in batch.items()})
+        out = teacher_logprobs(p2g, {k: v.to(device) for k, v in collate_clips([c]).items()})  # no frames needed
         c.teacher_text = out["teacher_text"][0].cpu().numpy()
         c.teacher_ctc = out["teacher_ctc"][0].cpu().numpy() if "teacher_ctc" in out else None
 
@@ -280,6 +303,8 @@ def train(
             # seeded by position in training, so a resumed run draws what an uninterrupted one would
             aug = torch.Generator().manual_seed(hash((cfg.seed, state["epoch"], state["batch"])) & 0xFFFFFFFF)
             batch["frames"] = colour_jitter(batch["frames"], cfg.aug_colour, aug)
+            if cfg.aug_geometric:
+                batch["frames"], batch["moved"] = geometric_jitter(batch["frames"], cfg.aug_geometric, aug)
             frames_seen += int((~batch["frame_pad"]).sum())
             with autocast(device):
                 losses = training_losses(v2p, p2g, batch, cfg)

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.corpus.manifest import read_manifest
-from pipeline.data import load_split, pad_targets
+from pipeline.data import Utterance, collate, load_split
 from pipeline.vocab import EOS, Vocab
 
 
@@ -222,31 +222,36 @@ def pad_frames(frames: list[np.ndarray]) -> dict[str, torch.Tensor]:
     return {"frames": out, "frame_pad": pad}
 
 
-def collate_clips(clips: list[Clip], frames: list[np.ndarray]) -> dict[str, torch.Tensor]:
-    """A training batch: padded frames, pose targets (B, T, 1959), track_mask (B, T, 5), targets (B, L), and the
-    attached Stage I log-probabilities teacher_text (B, L, V) / teacher_ctc (B, T, V) when the clips have them."""
-    batch = pad_frames(frames)
-    B, T = batch["frame_pad"].shape
-    poses = torch.zeros(B, T, clips[0].poses.shape[-1])
-    mask = torch.zeros(B, T, clips[0].track_mask.shape[-1], dtype=torch.bool)
-    for b, c in enumerate(clips):
-        poses[b, : c.n_frames] = torch.from_numpy(c.poses)
-        mask[b, : c.n_frames] = torch.from_numpy(c.track_mask)
-    batch |= {"poses": poses, "track_mask": mask, "targets": pad_targets([c.target for c in clips])}
-    for name, length in (("teacher_text", batch["targets"].shape[1]), ("teacher_ctc", T)):
-        if getattr(clips[0], name) is not None:
-            out = torch.zeros(B, length, getattr(clips[0], name).shape[-1])  # padding positions are never read
-            for b, c in enumerate(clips):
-                out[b, : len(getattr(c, name))] = torch.from_numpy(getattr(c, name))
-            batch[name] = out
+def collate_clips(clips: list[Clip], frames: list[np.ndarray] | None = None) -> dict[str, torch.Tensor]:
+    """A training batch: pose targets (B, T, 1959), track_mask (B, T, 5), frame_pad (B, T), targets (B, L) (Stage I's
+    `collate`), the attached Stage I log-probabilities teacher_text (B, L, V) / teacher_ctc (B, T, V) when the
+    clips have them, and the padded frames (B, T, H, W, 3) when `frames` is given."""
+    batch = collate([Utterance(c.utt_id, c.poses, c.track_mask, c.target, c.glosses) for c in clips])
+    batch["poses"] = batch.pop("features")
+    L, T = batch["targets"].shape[1], batch["frame_pad"].shape[1]
+    if clips[0].teacher_text is not None:
+        batch["teacher_text"] = _pad_rows([c.teacher_text for c in clips], L)
+    if clips[0].teacher_ctc is not None:
+        batch["teacher_ctc"] = _pad_rows([c.teacher_ctc for c in clips], T)
+    if frames is not None:
+        batch |= pad_frames(frames)  # its frame_pad is the same: a clip's frames are its n_frames pose frames
     return batch
+
+
+def _pad_rows(arrays: list[np.ndarray], length: int) -> torch.Tensor:
+    """(n_i, V) float arrays -> (B, length, V), zero past each n_i (padding positions are never read)."""
+    out = torch.zeros(len(arrays), length, arrays[0].shape[-1])
+    for b, a in enumerate(arrays):
+        out[b, : len(a)] = torch.from_numpy(a)
+    return out
 
 
 def colour_jitter(frames: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
     """Training-time photometric augmentation, one draw per clip (so the jitter never flickers between frames):
     per-channel gain in [1 - s, 1 + s] (skin tone, clothing, white balance), contrast about the clip's mean grey in
-    [1 - s, 1 + s] and a brightness shift in [-s/2, s/2] of the full range. Geometry is never changed: the pose
-    targets are in image coordinates. frames (B, T, H, W, 3) uint8 -> the same shape and dtype."""
+    [1 - s, 1 + s] and a brightness shift in [-s/2, s/2] of the full range. Geometry is unchanged (the pose targets
+    are in image coordinates; `geometric_jitter` moves clips). frames (B, T, H, W, 3) uint8 -> the same shape and
+    dtype."""
     if strength <= 0:
         return frames
     B = frames.shape[0]
@@ -261,3 +266,31 @@ def colour_jitter(frames: torch.Tensor, strength: float, generator: torch.Genera
     grey = x.mean(dim=(1, 2, 3, 4), keepdim=True)
     x = (x * gain - grey) * contrast + grey + brightness
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def geometric_jitter(
+    frames: torch.Tensor, strength: float, generator: torch.Generator, p: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training-time framing augmentation: each clip, with probability `p`, is shifted by up to `strength` of the
+    frame in x and y and scaled by a factor in [1 - strength, 1 + strength], one draw per clip (bilinear, border
+    pixels repeated). Its pose targets, in image coordinates, no longer match it, so the caller drops those clips
+    from the reconstruction loss and keeps the losses through Stage I (the glosses do not move with the camera).
+    frames (B, T, H, W, 3) uint8 -> the same shape and dtype, and moved (B,) bool: the clips that were changed."""
+    B, T, H, W, C = frames.shape
+    # always the same draws, whatever is moved: a resumed run stays on the same random stream
+    moved = torch.rand(B, generator=generator) < p
+    shift = (torch.rand(B, 2, generator=generator) * 2 - 1) * 2 * strength  # grid units: the frame spans [-1, 1]
+    scale = 1 + (torch.rand(B, generator=generator) * 2 - 1) * strength
+    if strength <= 0 or not moved.any():
+        return frames, torch.zeros(B, dtype=torch.bool, device=frames.device)
+    moved = moved.to(frames.device)
+    theta = torch.zeros(B, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale  # sampling grid: a scale > 1 zooms in
+    theta[:, :, 2] = shift
+    theta = theta.to(frames.device)[moved].repeat_interleave(T, 0)  # (b * T, 2, 3)
+    x = frames[moved].flatten(0, 1).permute(0, 3, 1, 2).float()  # (b * T, 3, H, W)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    x = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    out = frames.clone()
+    out[moved] = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).reshape(-1, T, H, W, C)
+    return out, moved

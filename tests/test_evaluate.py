@@ -49,3 +49,41 @@ def test_most_frequent_sequence_baseline():
     # "A B" vs "A B": 0 errors; vs "D E F G": 2 substitutions + 2 deletions -> 4 / 6 glosses
     assert out["test"]["wer"] == pytest.approx(400 / 6)
     assert out["test"]["bleu"] == pytest.approx(50.0)
+
+
+def test_the_temperature_ablation_computes_each_batch_memory_once_and_decodes_as_if_afresh():
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from pipeline.data import Utterance
+    from pipeline.decoding import DecodeConfig
+    from pipeline.evaluate import pose2gloss_memory, recognize
+    from pipeline.nets.pose2gloss import Pose2Gloss, Pose2GlossConfig
+    from pipeline.temperature_ablation import reused
+    from pipeline.vocab import EOS, Vocab
+
+    vocab = Vocab(tuple(f"G{i}" for i in range(12)))
+    torch.manual_seed(0)
+    model = Pose2Gloss(Pose2GlossConfig(vocab_size=len(vocab), d_track=16, unified_dim=32, unet_channels=(8, 16),
+                                        d_model=32, n_decoder_layers=1, n_decoder_heads=2, n_fusion_heads=2,
+                                        max_len=8, inference_steps=3)).eval()  # fmt: skip
+    rng = np.random.default_rng(0)
+    data = [Utterance(f"u{i}", rng.normal(size=(10 + 3 * i, 1959)).astype(np.float32), np.ones((10 + 3 * i, 5), bool),
+                      np.array([4 + i, 5, EOS]), f"G{i} G1") for i in range(5)]  # fmt: skip
+    calls = []
+    fresh = pose2gloss_memory(model)
+
+    def counted(items, gen):
+        calls.append(tuple(u.utt_id for u in items))
+        return fresh(items, gen)
+
+    memory_fn = reused(counted)
+    base = DecodeConfig(beam_size=2, max_len=6, ctc_weight=0.5, seed=7)
+    for t in (0.1, 0.7):
+        dcfg = dataclasses.replace(base, temperature=t)
+        kept = recognize(model, memory_fn, data, vocab, dcfg, batch_size=2, topk=False)
+        afresh = recognize(model, fresh, data, vocab, dcfg, batch_size=2, topk=False)
+        assert kept["hypotheses"] == afresh["hypotheses"]
+    assert sorted(calls) == sorted(set(calls)) and len(calls) == 3  # 5 utterances in batches of 2: once each

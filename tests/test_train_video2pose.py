@@ -11,7 +11,7 @@ import torch
 
 from pipeline import scoring
 from pipeline.decoding import DecodeConfig
-from pipeline.evaluate import evaluate_video2gloss, recognize, video2gloss_memory
+from pipeline.evaluate import evaluate_video2gloss, pose2gloss_memory, predict_tracks, recognize
 from pipeline.nets.losses import text_loss
 from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
 from pipeline.nets.video2pose import Video2Pose
@@ -92,6 +92,22 @@ def test_attached_teacher_outputs_give_the_distillation_loss_computed_on_the_fly
     batch = collate_clips(items, clip_frames(items, cache))
     for b, c in enumerate(items):
         assert torch.equal(batch["teacher_ctc"][b, : c.n_frames], torch.from_numpy(c.teacher_ctc))
+
+
+def test_clips_moved_by_geometric_augmentation_leave_the_reconstruction_loss(stage1, tmp_path):
+    p2g, cache, clips, _ = _clips(stage1, tmp_path)
+    m, cfg = configs_from_params(dict(TINY, dropout=0.0, weights={"recon": 1.0, "text": 0.0, "ctc": 0.0,
+                                                                  "distill": 0.0}), 0)  # fmt: skip
+    v2p = Video2Pose(m).eval()
+    items = clips[:2]
+    batch = collate_clips(items, clip_frames(items, cache))
+    alone = collate_clips(items[1:], clip_frames(items[1:], cache))
+    batch["moved"] = torch.tensor([True, False])
+    torch.testing.assert_close(training_losses(v2p, p2g, batch, cfg)["recon"],
+                               training_losses(v2p, p2g, alone, cfg)["recon"])  # fmt: skip
+    batch["moved"] = torch.tensor([False, False])
+    assert not torch.allclose(training_losses(v2p, p2g, batch, cfg)["recon"],
+                              training_losses(v2p, p2g, alone, cfg)["recon"])  # fmt: skip
 
 
 def test_clip_targets_are_the_masked_store_frames(stage1, tmp_path):
@@ -211,9 +227,10 @@ def test_validation_decodes_with_the_ctc_head_or_the_decoder(stage1, tmp_path):
     vocab = Vocab.load(stage1[0] / "vocab.json")
     v2p.eval()  # what evaluate@video2gloss does, to compare with
 
+    tracks = predict_tracks(v2p, p2g, clips, cache)
+
     def evaluated(strategy: str) -> float:
-        rec = recognize(p2g, video2gloss_memory(v2p, p2g, cache), clips, vocab, DecodeConfig(strategy=strategy),
-                        topk=False)  # fmt: skip
+        rec = recognize(p2g, pose2gloss_memory(p2g), tracks, vocab, DecodeConfig(strategy=strategy), topk=False)
         return scoring.wer(rec["references"], rec["hypotheses"])["wer"]
 
     expected = {"ctc": evaluated("ctc"), "greedy": evaluated("greedy")}

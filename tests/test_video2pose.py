@@ -14,7 +14,7 @@ import extractors
 from pipeline.nets.losses import distillation_loss, reconstruction_loss
 from pipeline.nets.pose2gloss import TRACK_DIMS
 from pipeline.nets.video2pose import Video2Pose, Video2PoseConfig, build_vit
-from pipeline.video import FrameCache, FrameSpec, VideoError, colour_jitter, pad_frames, read_video
+from pipeline.video import FrameCache, FrameSpec, VideoError, colour_jitter, geometric_jitter, pad_frames, read_video
 
 TINY = dict(img_size=32, patch_size=16, vit_dim=32, vit_depth=1, vit_heads=2, d_temporal=32, temporal_layers=1,
             temporal_heads=2, dropout=0.0)  # fmt: skip
@@ -115,6 +115,29 @@ def test_colour_jitter_is_one_draw_per_clip_and_seeded():
     changed = (a.int() - frames.int()).abs().float().mean()
     assert changed > 5  # a visible change at strength 0.3
     assert torch.equal(colour_jitter(frames, 0.0, torch.Generator()), frames)
+
+
+def test_geometric_jitter_moves_whole_clips_and_says_which():
+    frames = torch.zeros(6, 3, 16, 16, 3, dtype=torch.uint8)
+    frames[:, :, 6:10, 6:10] = 255  # a white square in the middle of every frame
+    gen = torch.Generator().manual_seed(0)
+    out, moved = geometric_jitter(frames, 0.2, gen)
+    assert out.shape == frames.shape and out.dtype == torch.uint8 and moved.dtype == torch.bool
+    assert 0 < moved.sum() < 6  # about half the clips
+    assert torch.equal(out[~moved], frames[~moved])
+    for b in torch.nonzero(moved).flatten():
+        assert not torch.equal(out[b], frames[b])
+        assert (out[b, 1:] == out[b, :1]).all()  # one draw per clip: every frame moved alike
+        centre = (out[b, 0, ..., 0].float() > 127).nonzero().float().mean(0)
+        assert centre.sub(7.5).abs().max() <= 0.2 * 16 + 1  # moved by at most `strength` of the frame
+    again, moved_again = geometric_jitter(frames, 0.2, torch.Generator().manual_seed(0))
+    assert torch.equal(again, out) and torch.equal(moved_again, moved)
+    # off: nothing moves, and the same draws are taken (a resumed run stays on one random stream)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    same, none = geometric_jitter(frames, 0.0, g1)
+    geometric_jitter(frames, 0.2, g2)
+    assert torch.equal(same, frames) and not none.any()
+    assert torch.equal(g1.get_state(), g2.get_state())
 
 
 def test_padding_frames_change_nothing():

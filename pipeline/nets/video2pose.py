@@ -108,9 +108,6 @@ class Video2Pose(nn.Module):
         if cfg.pool not in ("avg", "tokens"):
             raise ValueError(f"video2pose.pool must be 'avg' or 'tokens', got {cfg.pool!r}")
         self.vit = build_vit(cfg)
-        # frames arrive channels-last ((N, H, W, 3) permuted, never copied); with the convolution weights in the same
-        # memory format oneDNN runs the conv stem / patchify without layout conversions (bench_video2pose.py)
-        self.vit.to(memory_format=torch.channels_last)
         d_v = self.vit.num_features
         if cfg.pool == "tokens":
             n_tokens = self.vit.patch_embed.num_patches
