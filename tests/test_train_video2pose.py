@@ -124,17 +124,18 @@ def test_training_keeps_stage1_unchanged_and_resumes_after_a_kill(stage1, tmp_pa
     before = _digest(ck)
     frozen_before = {k: v.clone() for k, v in Pose2Gloss.from_checkpoint(ck).state_dict().items()}
     args = (ck, store, corpus)
-    m1, t1 = configs_from_params(dict(TINY), seed=5)
+    resumable = dict(TINY, dropout=0.1)  # dropout masks and both jitters: every random stream must resume
+    m1, t1 = configs_from_params(resumable, seed=5)
     whole = train(m1, t1, *args, tmp_path / "whole", tmp_path / "cache", live_dir=tmp_path / "live")
     assert _digest(ck) == before
     for k, v in Pose2Gloss.from_checkpoint(ck).state_dict().items():
         torch.testing.assert_close(v, frozen_before[k], rtol=0, atol=0)
-    m2, t2 = configs_from_params(dict(TINY), seed=5)
+    m2, t2 = configs_from_params(resumable, seed=5)
     work = tmp_path / "work"
     assert train(m2, t2, *args, tmp_path / "resumed", tmp_path / "cache", max_steps=3, work_dir=work) == {
         "stopped_at_step": 3
     }
-    m3, t3 = configs_from_params(dict(TINY), seed=5)
+    m3, t3 = configs_from_params(resumable, seed=5)
     train(m3, t3, *args, tmp_path / "resumed", tmp_path / "cache", work_dir=work)
     assert not work.exists()
     a = torch.load(tmp_path / "whole/last.pt", weights_only=False)["model"]

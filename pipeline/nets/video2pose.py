@@ -32,7 +32,7 @@ from pipeline.nets.pose2gloss import TRACK_DIMS, timestep_embedding
 class Video2PoseConfig:
     """Sizes of the CPU default; the `paper` preset (ViT-B/16 at 224) is in docs/VIDEO2POSE.md."""
 
-    img_size: int = 64  # frames are resized to img_size x img_size
+    img_size: int = 48  # frames are resized to img_size x img_size
     backbone: str | None = None  # a timm model name (e.g. "vit_base_patch16_224"); None: the ViT sized below
     pretrained: str | None = None  # local checkpoint file for `backbone` (never downloaded)
     patch_size: int = 16  # each token covers patch_size x patch_size pixels
@@ -47,7 +47,7 @@ class Video2PoseConfig:
     # token_dim and concatenated in grid order, which keeps where in the frame each token is: where the hands are)
     pool: str = "tokens"
     token_dim: int = 32
-    dropout: float = 0.1
+    dropout: float = 0.0  # measured: no worse than 0.1 at the CPU default, and cheaper steps
     track_dims: tuple[int, ...] = TRACK_DIMS
     pixel_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     pixel_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
