@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from timing import peak_memory, timed_windows  # noqa: E402  (bench/timing.py)
 
 from pipeline.data import bucket_batches  # noqa: E402
-from pipeline.devices import autocast, resolve_device  # noqa: E402
+from pipeline.devices import autocast, resolve_device, video_attention  # noqa: E402
 from pipeline.nets.pose2gloss import Pose2Gloss  # noqa: E402
 from pipeline.nets.video2pose import Video2Pose  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
@@ -88,7 +88,7 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device,
         batch["frames"] = colour_jitter(batch["frames"], cfg.aug_colour, aug)  # the augmentation training does
         if cfg.aug_geometric:
             batch["frames"], batch["moved"] = geometric_jitter(batch["frames"], cfg.aug_geometric, aug)
-        with autocast(device):
+        with autocast(device), video_attention(device):
             losses = training_losses(v2p, p2g, batch, cfg)
         sum(cfg.weights[k] * v.float() for k, v in losses.items()).backward()
         opt.step()

@@ -32,7 +32,7 @@ from pipeline import scoring
 from pipeline.corpus.manifest import read_manifest
 from pipeline.data import Utterance, collate, load_split, pad_targets
 from pipeline.decoding import CTCPrefixScorer, DecodeConfig, decode
-from pipeline.devices import autocast, resolve_device
+from pipeline.devices import autocast, resolve_device, video_attention
 from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
 from pipeline.nets.video2pose import Video2Pose
 from pipeline.params import load_params, write_metrics
@@ -135,7 +135,7 @@ def predict_tracks(
     for items in tqdm(list(_batches(clips, batch_size)), desc="video2pose", unit="batch", mininterval=2.0):
         batch = pad_frames(clip_frames(items, cache))
         frames, pad = batch["frames"].to(device), batch["frame_pad"].to(device)
-        with autocast(device):
+        with autocast(device), video_attention(device):
             poses = v2p(frames, pad).float().cpu().numpy()  # (B, T, 1959)
         mask = predicted_track_mask(p2g, pad).cpu().numpy()  # (B, T, 5)
         for b, c in enumerate(items):

@@ -31,7 +31,7 @@ from pipeline import training as training_module
 from pipeline import video as video_module
 from pipeline.data import bucket_batches
 from pipeline.decoding import ctc_best_path, greedy
-from pipeline.devices import autocast, resolve_device
+from pipeline.devices import autocast, resolve_device, video_attention
 from pipeline.evaluate import predicted_track_mask
 from pipeline.nets import video2pose as video2pose_net
 from pipeline.nets.losses import ctc_loss, distillation_loss, reconstruction_loss, text_loss
@@ -179,7 +179,7 @@ def validate(
         items = clips[s : s + 32]
         batch = {k: v.to(device) for k, v in collate_clips(items, clip_frames(items, cache)).items()}
         pad = batch["frame_pad"]
-        with autocast(device):
+        with autocast(device), video_attention(device):
             pred = v2p(batch["frames"], pad).float()
         recon += reconstruction_loss(pred, batch["poses"], batch["track_mask"], v2p.cfg.track_dims).item()
         n += 1
@@ -306,7 +306,7 @@ def train(
             if cfg.aug_geometric:
                 batch["frames"], batch["moved"] = geometric_jitter(batch["frames"], cfg.aug_geometric, aug)
             frames_seen += int((~batch["frame_pad"]).sum())
-            with autocast(device):
+            with autocast(device), video_attention(device):
                 losses = training_losses(v2p, p2g, batch, cfg)
             loss = sum(cfg.weights[k] * v.float() for k, v in losses.items()) / cfg.grad_accum
             if not torch.isfinite(loss):

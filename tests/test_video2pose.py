@@ -140,6 +140,22 @@ def test_geometric_jitter_moves_whole_clips_and_says_which():
     assert torch.equal(g1.get_state(), g2.get_state())
 
 
+def test_the_cpu_attention_kernel_computes_the_same_tracks():
+    from pipeline.devices import video_attention
+
+    model = Video2Pose(Video2PoseConfig(**TINY | {"vit_depth": 2})).eval()
+    frames = torch.randint(0, 256, (2, 5, 32, 32, 3), dtype=torch.uint8)
+    pad = torch.zeros(2, 5, dtype=torch.bool)
+    pad[1, 3:] = True
+    with torch.no_grad():
+        default = model(frames, pad)
+        with video_attention(torch.device("cpu")):
+            assert not torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.math_sdp_enabled()
+            math = model(frames, pad)
+        assert torch.backends.cuda.flash_sdp_enabled()  # restored afterwards
+    torch.testing.assert_close(math, default, rtol=1e-4, atol=1e-5)
+
+
 def test_padding_frames_change_nothing():
     model = Video2Pose(Video2PoseConfig(**TINY)).eval()
     frames = torch.randint(0, 256, (2, 6, 32, 32, 3), dtype=torch.uint8)
