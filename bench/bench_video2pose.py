@@ -6,7 +6,8 @@ Needs `make repro` first (reads data/corpus, data/features.zarr and models/pose2
 
 (a) training: frames/s of Video2Pose training steps (the colour / framing augmentation, forward, the
     `video2pose.weights` losses through the frozen Stage I, backward, AdamW) with the `video2pose` params,
-    batches from a warm frame cache, median of `--repeats` windows of `--steps` steps, and peak memory;
+    batches from a warm frame cache, median of `--repeats` windows of `--steps` steps, and peak memory; on CPU
+    then the same steps with PyTorch's flash attention kernel instead of the math one training uses;
 (b) decoding the train videos into frames (OpenCV decode + resize, what a cold cache costs), frames/s with one
     process and with `FrameCache.fill`'s pool of one worker process per core (its start-up included);
 (c) the data loader alone reading the warm frame cache (what every epoch after the first costs), frames/s with
@@ -18,6 +19,7 @@ The ratio (c) / (a) says how far the loader is from being the bottleneck.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -82,13 +84,15 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device,
 
     aug = torch.Generator().manual_seed(0)
 
+    kernel = {"context": lambda: video_attention(device)}  # what training uses (the math kernel on CPU)
+
     def step(i: int) -> int:
         items = [clips[j] for j in order[i % len(order)]]
         batch = {k: v.to(device) for k, v in collate_clips(items, clip_frames(items, cache)).items()}
         batch["frames"] = colour_jitter(batch["frames"], cfg.aug_colour, aug)  # the augmentation training does
         if cfg.aug_geometric:
             batch["frames"], batch["moved"] = geometric_jitter(batch["frames"], cfg.aug_geometric, aug)
-        with autocast(device), video_attention(device):
+        with autocast(device), kernel["context"]():
             losses = training_losses(v2p, p2g, batch, cfg)
         sum(cfg.weights[k] * v.float() for k, v in losses.items()).backward()
         opt.step()
@@ -97,9 +101,15 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device,
 
     windows = timed_windows(step, steps, repeats, device, warmup=3)
     memory = peak_memory(device)
+    extra = {}
+    if device.type == "cpu":  # the same steps with PyTorch's own kernel choice (flash on CPU), side by side
+        kernel["context"] = contextlib.nullcontext
+        flash = timed_windows(step, steps, repeats, device, warmup=3)
+        extra["frames_per_s_flash_attention"] = round(statistics.median(n / dt for n, dt in flash), 1)
     return (
         {
             "frames_per_s": round(statistics.median(n / dt for n, dt in windows), 1),
+            **extra,
             "batch_size": cfg.batch_size,
             "img_size": model_cfg.img_size,
             "stem": model_cfg.stem,

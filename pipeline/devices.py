@@ -22,7 +22,7 @@ def autocast(device: torch.device) -> torch.autocast:
 
 def video_attention(device: torch.device) -> AbstractContextManager:
     """The attention kernel Video2Pose runs with: on CPU PyTorch's plain (math) scaled-dot-product attention, which
-    for its short sequences (9 patch tokens per frame, Stage I's 5 tracks per frame) is 10-20 % faster per
-    training frame than the flash kernel for CPU (measured side by side; docs/VIDEO2POSE.md); the default choice
+    for its short sequences (9 patch tokens per frame, Stage I's 5 tracks per frame) trains 4-9 % more frames per
+    second than the flash kernel for CPU (bench/bench_video2pose.py, docs/VIDEO2POSE.md); PyTorch's own choice
     elsewhere."""
     return sdpa_kernel(SDPBackend.MATH) if device.type == "cpu" else nullcontext()
