@@ -46,6 +46,7 @@ from pipeline.params import load_params  # noqa: E402
 from pipeline.train_video2pose import (  # noqa: E402
     _as_list,
     attach_teacher_outputs,
+    augment,
     configs_from_params,
     freeze,
     training_losses,
@@ -56,8 +57,6 @@ from pipeline.video import (  # noqa: E402
     FrameSpec,
     clip_frames,
     collate_clips,
-    colour_jitter,
-    geometric_jitter,
     load_clips,
     read_video,
 )  # fmt: skip
@@ -89,9 +88,7 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device,
     def step(i: int) -> int:
         items = [clips[j] for j in order[i % len(order)]]
         batch = {k: v.to(device) for k, v in collate_clips(items, clip_frames(items, cache)).items()}
-        batch["frames"] = colour_jitter(batch["frames"], cfg.aug_colour, aug)  # the augmentation training does
-        if cfg.aug_geometric:
-            batch["frames"], batch["moved"] = geometric_jitter(batch["frames"], cfg.aug_geometric, aug)
+        augment(batch, cfg, aug)  # as training does
         with autocast(device), kernel["context"]():
             losses = training_losses(v2p, p2g, batch, cfg)
         sum(cfg.weights[k] * v.float() for k, v in losses.items()).backward()

@@ -140,6 +140,14 @@ def training_losses(v2p: Video2Pose, p2g: Pose2Gloss, batch: dict, cfg: TrainVid
     return out
 
 
+def augment(batch: dict, cfg: TrainVideoConfig, generator: torch.Generator) -> None:
+    """The training-time augmentation of a batch, in place: colour jitter, then framing jitter, which also marks the
+    clips it moved (`moved`, read by the reconstruction loss)."""
+    batch["frames"] = colour_jitter(batch["frames"], cfg.aug_colour, generator)
+    if cfg.aug_geometric:
+        batch["frames"], batch["moved"] = geometric_jitter(batch["frames"], cfg.aug_geometric, generator)
+
+
 @torch.no_grad()
 def teacher_logprobs(p2g: Pose2Gloss, batch: dict) -> dict[str, torch.Tensor]:
     """The distillation targets: the frozen Stage I reading the batch's extracted tracks. teacher_text (B, L, V),
@@ -302,9 +310,7 @@ def train(
             batch = {k: v.to(device) for k, v in collate_clips([train_clips[i] for i in idx], frames).items()}
             # seeded by position in training, so a resumed run draws what an uninterrupted one would
             aug = torch.Generator().manual_seed(hash((cfg.seed, state["epoch"], state["batch"])) & 0xFFFFFFFF)
-            batch["frames"] = colour_jitter(batch["frames"], cfg.aug_colour, aug)
-            if cfg.aug_geometric:
-                batch["frames"], batch["moved"] = geometric_jitter(batch["frames"], cfg.aug_geometric, aug)
+            augment(batch, cfg, aug)
             frames_seen += int((~batch["frame_pad"]).sum())
             with autocast(device), video_attention(device):
                 losses = training_losses(v2p, p2g, batch, cfg)
