@@ -36,6 +36,7 @@ from pipeline.nets.losses import LossWeighting  # noqa: E402
 from pipeline.nets.pose2gloss import Pose2Gloss, make_schedulers  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
 from pipeline.train_pose2gloss import configs_from_params, training_losses  # noqa: E402
+from pipeline.training import adamw  # noqa: E402
 from pipeline.vocab import Vocab  # noqa: E402
 
 FEATURES, CORPUS = ROOT / "data/features.zarr", ROOT / "data/corpus"
@@ -48,7 +49,7 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device)
     data = load_split(FEATURES, CORPUS, vocab, "train", cfg.tracks, cfg.frame_stride, cfg.max_frames, model_cfg.max_len)
     model = Pose2Gloss(model_cfg).to(device).train()
     weighting = LossWeighting(learnable=cfg.learnable_weights).to(device)
-    opt = torch.optim.AdamW([*model.parameters(), weighting.log_vars], lr=cfg.lr)
+    opt = adamw([*model.parameters(), weighting.log_vars], cfg.lr, cfg.weight_decay, cfg.betas)  # as training
     sched, _ = make_schedulers(model_cfg)
     gen = torch.Generator().manual_seed(0)
     order = bucket_batches([len(u.features) for u in data], cfg.batch_size, np.random.default_rng(0))
@@ -62,6 +63,7 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device)
             losses = training_losses(model, batch, cfg, 0.5, sched, gen)
         loss = weighting(losses, {**cfg.weights, "noise": 0.5})
         loss.backward()
+        torch.nn.utils.clip_grad_norm_([*model.parameters(), weighting.log_vars], cfg.clip, foreach=True)
         opt.step()
         opt.zero_grad(set_to_none=True)
         return len(items)

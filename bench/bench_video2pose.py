@@ -51,6 +51,7 @@ from pipeline.train_video2pose import (  # noqa: E402
     freeze,
     training_losses,
 )
+from pipeline.training import adamw  # noqa: E402
 from pipeline.video import (  # noqa: E402
     FrameCache,
     FrameDataset,
@@ -77,7 +78,7 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device,
     order = bucket_batches([c.n_frames for c in clips], cfg.batch_size, np.random.default_rng(0))
     torch.manual_seed(0)
     v2p = Video2Pose(model_cfg).to(device).train()
-    opt = torch.optim.AdamW(v2p.parameters(), lr=cfg.lr)
+    opt = adamw(list(v2p.parameters()), cfg.lr, cfg.weight_decay, cfg.betas)  # as training
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
@@ -92,6 +93,7 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device,
         with autocast(device), kernel["context"]():
             losses = training_losses(v2p, p2g, batch, cfg)
         sum(cfg.weights[k] * v.float() for k, v in losses.items()).backward()
+        torch.nn.utils.clip_grad_norm_(v2p.parameters(), cfg.clip, foreach=True)
         opt.step()
         opt.zero_grad(set_to_none=True)
         return int((~batch["frame_pad"]).sum())

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from pipeline import data as data_module
 from pipeline import training as training_module
 from pipeline.data import Utterance, augment, bucket_batches, collate, load_split
-from pipeline.decoding import greedy
+from pipeline.decoding import ctc_best_path, greedy
 from pipeline.devices import autocast, resolve_device
 from pipeline.nets import losses as losses_module
 from pipeline.nets import pose2gloss as pose2gloss_net
@@ -44,7 +44,7 @@ from pipeline.nets.losses import (
 )
 from pipeline.nets.pose2gloss import Pose2Gloss, Pose2GlossConfig, make_schedulers, shift_right, snr
 from pipeline.params import load_params, write_metrics
-from pipeline.training import lr_lambda, publish, resume_point, run_fingerprint, save_atomic, split_params
+from pipeline.training import adamw, lr_lambda, publish, resume_point, run_fingerprint, save_atomic, split_params
 from pipeline.vocab import PAD, Vocab
 
 
@@ -87,12 +87,19 @@ def _linear(schedule: tuple[float, float], progress: float) -> float:
 
 @torch.no_grad()
 def decode(model: Pose2Gloss, batch: dict, vocab: Vocab, seed: int = 0) -> list[str]:
-    """Greedy gloss strings for a collated batch (validation during training; `evaluate` uses beam search)."""
+    """Gloss strings for a collated batch, for validation while training (both stages; `evaluate` runs the joint
+    beam search): the best path of the CTC head when it was trained, which is one encoder pass (no reverse
+    diffusion, no decoder loop: a twentieth of the time, and what the CTC loss trains); greedy decoding of the
+    decoder otherwise."""
     model.eval()
-    g = torch.Generator(device=batch["features"].device).manual_seed(seed)
-    memory, _ = model.inference(batch["features"], batch["track_mask"], batch["frame_pad"], g)
-    next_logits = model.next_logits_fn(memory, batch["frame_pad"])
-    ids = greedy(next_logits, len(batch["features"]), model.cfg.max_len, batch["features"].device)
+    features, mask, pad = batch["features"], batch["track_mask"], batch["frame_pad"]
+    if model.ctc_trained:
+        f, _ = model.encode(features, mask)
+        ids = ctc_best_path(model.ctc_head(f).float().log_softmax(-1), (~pad).sum(1), model.cfg.max_len)
+    else:
+        g = torch.Generator(device=features.device).manual_seed(seed)
+        memory, _ = model.inference(features, mask, pad, g)
+        ids = greedy(model.next_logits_fn(memory, pad), len(features), model.cfg.max_len, features.device)
     return [vocab.decode(row.tolist()) for row in ids]
 
 
@@ -187,7 +194,7 @@ def train(
     model.ctc_trained = bool(cfg.losses.get("ctc", True))  # decoding may use the CTC head only if it was trained
     weighting = LossWeighting(learnable=cfg.learnable_weights).to(device)
     params = list(model.parameters()) + ([weighting.log_vars] if cfg.learnable_weights else [])
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
+    opt = adamw(params, cfg.lr, cfg.weight_decay, cfg.betas)
     batches_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
     total = max(1, cfg.epochs * batches_per_epoch // cfg.grad_accum)
     warmup = max(1, int(cfg.warmup_frac * total))
@@ -261,7 +268,7 @@ def train(
                 sums[k] = sums.get(k, 0.0) + v.item()
             state["batch"] += 1
             if state["batch"] % cfg.grad_accum == 0 or state["batch"] == len(order):
-                torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip, foreach=True)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 lr_sched.step()

@@ -30,7 +30,6 @@ from pipeline import scoring
 from pipeline import training as training_module
 from pipeline import video as video_module
 from pipeline.data import bucket_batches
-from pipeline.decoding import ctc_best_path, greedy
 from pipeline.devices import autocast, resolve_device, video_attention
 from pipeline.evaluate import predicted_track_mask
 from pipeline.nets import video2pose as video2pose_net
@@ -38,7 +37,8 @@ from pipeline.nets.losses import ctc_loss, distillation_loss, reconstruction_los
 from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
 from pipeline.nets.video2pose import Video2Pose, Video2PoseConfig
 from pipeline.params import load_params, write_metrics
-from pipeline.training import lr_lambda, publish, resume_point, run_fingerprint, save_atomic, split_params
+from pipeline.train_pose2gloss import decode
+from pipeline.training import adamw, lr_lambda, publish, resume_point, run_fingerprint, save_atomic, split_params
 from pipeline.video import (
     Clip,
     FrameCache,
@@ -143,9 +143,10 @@ def training_losses(v2p: Video2Pose, p2g: Pose2Gloss, batch: dict, cfg: TrainVid
 def augment(batch: dict, cfg: TrainVideoConfig, generator: torch.Generator) -> None:
     """The training-time augmentation of a batch, in place: colour jitter, then framing jitter, which also marks the
     clips it moved (`moved`, read by the reconstruction loss)."""
-    batch["frames"] = colour_jitter(batch["frames"], cfg.aug_colour, generator)
+    pad = batch["frame_pad"]
+    batch["frames"] = colour_jitter(batch["frames"], cfg.aug_colour, generator, pad)
     if cfg.aug_geometric:
-        batch["frames"], batch["moved"] = geometric_jitter(batch["frames"], cfg.aug_geometric, generator)
+        batch["frames"], batch["moved"] = geometric_jitter(batch["frames"], cfg.aug_geometric, generator, frame_pad=pad)
 
 
 @torch.no_grad()
@@ -177,11 +178,9 @@ def validate(
     v2p: Video2Pose, p2g: Pose2Gloss, clips: list[Clip], cache: FrameCache, vocab: Vocab, cfg: TrainVideoConfig
 ) -> dict:
     """Validation reconstruction loss and WER of Video2Gloss (Video2Pose then the frozen Stage I), in one pass of
-    Video2Pose: decoded by the best path of Stage I's CTC head when it has one (no DDIM reverse process and no
-    decoder loop: fast, and what the CTC loss trains), greedily by the decoder otherwise."""
+    Video2Pose, decoded as Stage I validates (`train_pose2gloss.decode`: the best path of its CTC head)."""
     v2p.eval()
     device = next(v2p.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
     recon, n, refs, hyps = 0.0, 0, [], []
     for s in range(0, len(clips), 32):
         items = clips[s : s + 32]
@@ -191,14 +190,8 @@ def validate(
             pred = v2p(batch["frames"], pad).float()
         recon += reconstruction_loss(pred, batch["poses"], batch["track_mask"], v2p.cfg.track_dims).item()
         n += 1
-        mask = predicted_track_mask(p2g, pad)
-        if p2g.ctc_trained:
-            f, _ = p2g.encode(pred, mask)
-            ids = ctc_best_path(p2g.ctc_head(f).float().log_softmax(-1), (~pad).sum(1), p2g.cfg.max_len)
-        else:
-            memory, _ = p2g.inference(pred, mask, pad, gen)
-            ids = greedy(p2g.next_logits_fn(memory, pad), len(items), p2g.cfg.max_len, device)
-        hyps += [vocab.decode(row.tolist()) for row in ids]
+        hyps += decode(p2g, {"features": pred, "track_mask": predicted_track_mask(p2g, pad), "frame_pad": pad}, vocab,
+                       cfg.seed)  # fmt: skip
         refs += [c.glosses for c in items]
     v2p.train()
     return {"wer": scoring.wer(refs, hyps)["wer"], "recon": recon / max(1, n)}
@@ -250,7 +243,7 @@ def train(
     torch.manual_seed(cfg.seed)
     v2p = Video2Pose(model_cfg).to(device)
     params = [p for p in v2p.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
+    opt = adamw(params, cfg.lr, cfg.weight_decay, cfg.betas)
     batches_per_epoch = math.ceil(len(train_clips) / cfg.batch_size)
     total = max(1, cfg.epochs * batches_per_epoch // cfg.grad_accum)
     warmup = max(1, int(cfg.warmup_frac * total))
@@ -322,7 +315,7 @@ def train(
                 sums[k] = sums.get(k, 0.0) + v.item()
             state["batch"] += 1
             if state["batch"] % cfg.grad_accum == 0 or state["batch"] == len(order):
-                torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip, foreach=True)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 lr_sched.step()

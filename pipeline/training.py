@@ -29,6 +29,15 @@ def lr_lambda(step: int, total: int, warmup: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def adamw(
+    params: list[torch.nn.Parameter], lr: float, weight_decay: float, betas: tuple[float, float]
+) -> torch.optim.AdamW:
+    """AdamW in its multi-tensor (foreach) form on every device. On CPU PyTorch defaults to a Python loop over the
+    parameters, which gives the same numbers (checked bitwise) at 6 % more time per Stage I step; clip with
+    `clip_grad_norm_(..., foreach=True)` for the same reason."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas, foreach=True)
+
+
 def split_params(
     section: dict, name: str, model_cls: type, train_cls: type, internal: set[str], loss_names: tuple[str, ...] = ()
 ) -> tuple[dict, dict]:

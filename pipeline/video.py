@@ -246,36 +246,49 @@ def _pad_rows(arrays: list[np.ndarray], length: int) -> torch.Tensor:
     return out
 
 
-def colour_jitter(frames: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+def colour_jitter(
+    frames: torch.Tensor, strength: float, generator: torch.Generator, frame_pad: torch.Tensor | None = None
+) -> torch.Tensor:
     """Training-time photometric augmentation, one draw per clip (so the jitter never flickers between frames):
     per-channel gain in [1 - s, 1 + s] (skin tone, clothing, white balance), contrast about the clip's mean grey in
     [1 - s, 1 + s] and a brightness shift in [-s/2, s/2] of the full range. Geometry is unchanged (the pose targets
     are in image coordinates; `geometric_jitter` moves clips). frames (B, T, H, W, 3) uint8 -> the same shape and
-    dtype."""
+    dtype; with `frame_pad` (B, T) only the real frames are read (the mean grey) and changed, padding stays as is."""
     if strength <= 0:
         return frames
-    B = frames.shape[0]
+    B, T = frames.shape[:2]
 
     def draw(*shape: int) -> torch.Tensor:
         return (torch.rand(B, *shape, generator=generator) * 2 - 1).to(frames.device)
 
-    x = frames.float() / 255.0
-    gain = 1 + strength * draw(1, 1, 1, 3)
-    contrast = 1 + strength * draw(1, 1, 1, 1)
-    brightness = 0.5 * strength * draw(1, 1, 1, 1)
-    grey = x.mean(dim=(1, 2, 3, 4), keepdim=True)
-    x = (x * gain - grey) * contrast + grey + brightness
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    gain = 1 + strength * draw(1, 1, 3)  # (B, 1, 1, 3)
+    contrast = 1 + strength * draw(1, 1, 1)
+    brightness = 0.5 * strength * draw(1, 1, 1)
+    real = torch.zeros(B, T, dtype=torch.bool, device=frames.device) if frame_pad is None else frame_pad
+    real = ~real  # (B, T)
+    clip = torch.arange(B, device=frames.device).unsqueeze(1).expand(B, T)[real]  # (N,) each real frame's clip
+    x = frames[real].float().div_(255.0)  # (N, H, W, 3), in place from here: this runs at every training step
+    grey = torch.zeros(B, device=frames.device).index_add_(0, clip, x.mean(dim=(1, 2, 3)))
+    grey = (grey / real.sum(1).clamp(min=1))[clip].view(-1, 1, 1, 1)  # the clip's mean over its real frames
+    x.mul_(gain[clip]).sub_(grey).mul_(contrast[clip]).add_(grey).add_(brightness[clip])
+    out = frames.clone()
+    out[real] = x.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+    return out
 
 
 def geometric_jitter(
-    frames: torch.Tensor, strength: float, generator: torch.Generator, p: float = 0.5
+    frames: torch.Tensor,
+    strength: float,
+    generator: torch.Generator,
+    p: float = 0.5,
+    frame_pad: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Training-time framing augmentation: each clip, with probability `p`, is shifted by up to `strength` of the
     frame in x and y and scaled by a factor in [1 - strength, 1 + strength], one draw per clip (bilinear, border
     pixels repeated). Its pose targets, in image coordinates, no longer match it, so the caller drops those clips
     from the reconstruction loss and keeps the losses through Stage I (the glosses do not move with the camera).
-    frames (B, T, H, W, 3) uint8 -> the same shape and dtype, and moved (B,) bool: the clips that were changed."""
+    frames (B, T, H, W, 3) uint8 -> the same shape and dtype, and moved (B,) bool: the clips that were changed. With
+    `frame_pad` (B, T) padding frames are left as they are (not resampled)."""
     B, T, H, W, C = frames.shape
     # always the same draws, whatever is moved: a resumed run stays on the same random stream
     moved = torch.rand(B, generator=generator) < p
@@ -287,10 +300,13 @@ def geometric_jitter(
     theta = torch.zeros(B, 2, 3)
     theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale  # sampling grid: a scale > 1 zooms in
     theta[:, :, 2] = shift
-    theta = theta.to(frames.device)[moved].repeat_interleave(T, 0)  # (b * T, 2, 3)
-    x = frames[moved].flatten(0, 1).permute(0, 3, 1, 2).float()  # (b * T, 3, H, W)
+    resample = moved.unsqueeze(1).expand(B, T)  # (B, T): the frames to resample
+    if frame_pad is not None:
+        resample = resample & ~frame_pad
+    theta = theta.to(frames.device).unsqueeze(1).expand(B, T, 2, 3)[resample]  # (N, 2, 3)
+    x = frames[resample].permute(0, 3, 1, 2).float()  # (N, 3, H, W)
     grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
     x = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     out = frames.clone()
-    out[moved] = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).reshape(-1, T, H, W, C)
+    out[resample] = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
     return out, moved

@@ -119,6 +119,39 @@ def test_ngram_loss_rewards_order():
     assert ngram_f1_loss(shuffled, targets, max_n=1) < 1e-5
 
 
+def _ngram_f1_loss_by_counting(logits: torch.Tensor, targets: torch.Tensor, max_n: int) -> torch.Tensor:
+    """The loss written out plainly, sample by sample and n-gram by n-gram, to check the batched one against."""
+    losses = []
+    for b in range(len(targets)):
+        ref = targets[b][targets[b] != PAD].tolist()
+        p = logits[b, : len(ref)].softmax(-1)
+        f1s = []
+        for n in range(1, min(max_n, len(ref)) + 1):
+            starts = len(ref) - n + 1
+            grams = [tuple(ref[i : i + n]) for i in range(starts)]
+            matched = 0.0
+            for g in set(grams):
+                expected = sum(torch.stack([p[j + k, g[k]] for k in range(n)]).prod() for j in range(starts))
+                matched = matched + torch.minimum(expected, torch.tensor(float(grams.count(g))))
+            f1s.append(matched / starts)  # precision = recall (same count under teacher forcing), so F1 = both
+        if f1s:
+            losses.append(1 - torch.stack(f1s).mean())
+    return torch.stack(losses).mean()
+
+
+def test_ngram_loss_equals_counting_it_out():
+    gen = torch.Generator().manual_seed(0)
+    targets = torch.randint(3, 6, (6, 8), generator=gen)  # 3 glosses: repeated n-grams in every row
+    for b, length in enumerate([8, 5, 2, 1, 0, 7]):
+        targets[b, length:] = PAD
+    logits = torch.randn(6, 8, V, generator=gen, requires_grad=True)
+    for n in (1, 2, 3):
+        batched, counted = ngram_f1_loss(logits, targets, n), _ngram_f1_loss_by_counting(logits, targets, n)
+        assert torch.allclose(batched, counted, atol=1e-6), n
+        g_batched, g_counted = (torch.autograd.grad(x, logits)[0] for x in (batched, counted))
+        assert torch.allclose(g_batched, g_counted, atol=1e-6), n
+
+
 def test_learnable_weighting_and_switches():
     lw = LossWeighting()
     losses = {"text": torch.tensor(2.0), "noise": torch.tensor(1.0)}

@@ -79,15 +79,26 @@ def test_frame_cache_fill_reports_bad_videos_and_caches_the_rest(tmp_path):
     assert all(cache.path_for(v).exists() for v in good)
 
 
-@pytest.mark.parametrize("stem,pool", [("patch", "avg"), ("conv", "avg"), ("patch", "tokens")])
-def test_shapes_through_video2pose(stem, pool):
-    model = Video2Pose(Video2PoseConfig(**TINY, stem=stem, pool=pool)).eval()
+@pytest.mark.parametrize(
+    "stem,pool,stem_patch", [("patch", "avg", 1), ("conv", "avg", 1), ("conv", "tokens", 4), ("patch", "tokens", 1)]
+)
+def test_shapes_through_video2pose(stem, pool, stem_patch):
+    model = Video2Pose(Video2PoseConfig(**TINY, stem=stem, pool=pool, stem_patch=stem_patch)).eval()
     frames = torch.randint(0, 256, (2, 5, 32, 32, 3), dtype=torch.uint8)
     pad = torch.tensor([[False] * 5, [False, False, False, True, True]])
     out = model(frames, pad)
     assert out.shape == (2, 5, extractors.FUSED_DIMS) == (2, 5, sum(TRACK_DIMS))
     assert torch.isfinite(out).all()
-    assert model.vit.patch_embed.grid_size == (2, 2)  # either stem: one token per 16 x 16 pixels
+    assert model.vit.patch_embed.grid_size == (2, 2)  # every stem: one token per 16 x 16 pixels
+    if stem == "conv":  # the first layer: a 4x4 stride-4 patchify conv, or the first of four 3x3 stride-2 ones
+        convs = [m for m in model.vit.patch_embed.backbone.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert (convs[0].kernel_size, convs[0].stride) == (((4, 4), (4, 4)) if stem_patch == 4 else ((3, 3), (2, 2)))
+        assert len(convs) == (3 if stem_patch == 4 else 4)
+
+
+def test_conv_stem_rejects_a_patch_it_cannot_build():
+    with pytest.raises(ValueError, match="stem_patch"):
+        Video2Pose(Video2PoseConfig(**TINY, stem_patch=3))
 
 
 def test_token_pooling_keeps_where_things_are_in_the_frame():
@@ -115,6 +126,22 @@ def test_colour_jitter_is_one_draw_per_clip_and_seeded():
     changed = (a.int() - frames.int()).abs().float().mean()
     assert changed > 5  # a visible change at strength 0.3
     assert torch.equal(colour_jitter(frames, 0.0, torch.Generator()), frames)
+
+
+def test_jitters_read_and_change_only_real_frames():
+    frames = torch.randint(30, 220, (2, 6, 8, 8, 3), dtype=torch.uint8)
+    pad = torch.zeros(2, 6, dtype=torch.bool)
+    pad[0, 3:] = True  # clip 0 has 3 real frames
+    frames[pad] = 0
+    out = colour_jitter(frames, 0.3, torch.Generator().manual_seed(0), pad)
+    assert torch.equal(out[pad], frames[pad])  # padding left as it is
+    # clip 0's mean grey is over its real frames only: the same as jittering those frames alone (same draws)
+    alone = colour_jitter(frames[:, :3].contiguous(), 0.3, torch.Generator().manual_seed(0))
+    assert torch.equal(out[0, :3], alone[0]) and not torch.equal(out[0, :3], frames[0, :3])
+    moved_out, moved = geometric_jitter(frames, 0.2, torch.Generator().manual_seed(1), p=1.0, frame_pad=pad)
+    everything, _ = geometric_jitter(frames, 0.2, torch.Generator().manual_seed(1), p=1.0)
+    assert moved.all() and torch.equal(moved_out[pad], frames[pad])
+    assert torch.equal(moved_out[~pad], everything[~pad])  # real frames moved exactly as without `frame_pad`
 
 
 def test_geometric_jitter_moves_whole_clips_and_says_which():

@@ -37,6 +37,9 @@ class Video2PoseConfig:
     pretrained: str | None = None  # local checkpoint file for `backbone` (never downloaded)
     patch_size: int = 16  # each token covers patch_size x patch_size pixels
     stem: str = "conv"  # conv: log2(patch_size) stride-2 3x3 convolutions; patch: ViT's linear patchify
+    # conv stem only: > 1 makes its first layer a stem_patch x stem_patch patchify convolution (stride stem_patch,
+    # as ConvNeXt's stem), followed by 3x3 stride-2 convolutions up to patch_size; 1: all 3x3 stride-2
+    stem_patch: int = 4
     vit_dim: int = 128  # d_v of Eq. 5
     vit_depth: int = 1  # the default budget favours epochs over depth (docs/VIDEO2POSE.md)
     vit_heads: int = 4
@@ -68,11 +71,18 @@ def build_vit(cfg: Video2PoseConfig) -> VisionTransformer:
             # conv stack in place of the patchify layer, as in timm's hybrid ViTs; same token grid and transformer.
             # Measured here with token pooling: Video2Gloss test WER 59.0 vs 63.1, the unseen signer 81.3 vs 114.8,
             # for 13 % more training time (docs/VIDEO2POSE.md); with mean-pooled tokens it made no difference
-            depth = int(math.log2(cfg.patch_size))
-            if 2**depth != cfg.patch_size:
-                raise ValueError(f"the conv stem needs a power-of-two patch_size, got {cfg.patch_size}")
+            n_halvings = int(math.log2(cfg.patch_size / cfg.stem_patch))
+            if cfg.stem_patch < 1 or 2**n_halvings * cfg.stem_patch != cfg.patch_size:
+                raise ValueError(
+                    f"the conv stem needs patch_size = stem_patch x a power of two, got {cfg.patch_size} and "
+                    f"{cfg.stem_patch}"
+                )
+            first = [(cfg.stem_patch, cfg.stem_patch, 0)] if cfg.stem_patch > 1 else []  # (kernel, stride, padding)
+            layers = first + [(3, 2, 1)] * n_halvings
+            depth = len(layers)
             channels = tuple(max(16, cfg.vit_dim // 2 ** (depth - 1 - i)) for i in range(depth))
-            stem = ConvStem(3, depth, channels, 3, (2,) * depth, padding=1)
+            kernel, stride, padding = (tuple(x) for x in zip(*layers))
+            stem = ConvStem(3, depth, channels, kernel, stride, padding)
             embed = {"embed_layer": partial(HybridEmbed, backbone=stem)}
         return VisionTransformer(
             img_size=cfg.img_size,
