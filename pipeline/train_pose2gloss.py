@@ -86,14 +86,14 @@ def _linear(schedule: tuple[float, float], progress: float) -> float:
 
 
 @torch.no_grad()
-def decode(model: Pose2Gloss, batch: dict, vocab: Vocab, seed: int = 0) -> list[str]:
-    """Gloss strings for a collated batch, for validation while training (both stages; `evaluate` runs the joint
-    beam search): the best path of the CTC head when it was trained, which is one encoder pass (no reverse
-    diffusion, no decoder loop: a twentieth of the time, and what the CTC loss trains); greedy decoding of the
-    decoder otherwise."""
+def decode(model: Pose2Gloss, batch: dict, vocab: Vocab, seed: int = 0, best_path: bool = False) -> list[str]:
+    """Gloss strings for a collated batch, for validation while training (`evaluate` runs the joint beam search):
+    greedy decoding through the DDIM reverse process and the decoder, the paper's path; with `best_path` (and a
+    trained CTC head) the best path of the CTC head instead, one encoder pass: a twentieth of the time, but a
+    poorer guide to choosing a Stage I checkpoint (docs/POSE2GLOSS.md), so Stage II validates with it."""
     model.eval()
     features, mask, pad = batch["features"], batch["track_mask"], batch["frame_pad"]
-    if model.ctc_trained:
+    if best_path and model.ctc_trained:
         f, _ = model.encode(features, mask)
         ids = ctc_best_path(model.ctc_head(f).float().log_softmax(-1), (~pad).sum(1), model.cfg.max_len)
     else:

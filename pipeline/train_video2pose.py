@@ -178,7 +178,8 @@ def validate(
     v2p: Video2Pose, p2g: Pose2Gloss, clips: list[Clip], cache: FrameCache, vocab: Vocab, cfg: TrainVideoConfig
 ) -> dict:
     """Validation reconstruction loss and WER of Video2Gloss (Video2Pose then the frozen Stage I), in one pass of
-    Video2Pose, decoded as Stage I validates (`train_pose2gloss.decode`: the best path of its CTC head)."""
+    Video2Pose: decoded by the best path of Stage I's CTC head when it has one (no DDIM reverse process and no
+    decoder loop: fast, and what the CTC loss trains), greedily by the decoder otherwise (`train_pose2gloss.decode`)."""
     v2p.eval()
     device = next(v2p.parameters()).device
     recon, n, refs, hyps = 0.0, 0, [], []
@@ -190,8 +191,8 @@ def validate(
             pred = v2p(batch["frames"], pad).float()
         recon += reconstruction_loss(pred, batch["poses"], batch["track_mask"], v2p.cfg.track_dims).item()
         n += 1
-        hyps += decode(p2g, {"features": pred, "track_mask": predicted_track_mask(p2g, pad), "frame_pad": pad}, vocab,
-                       cfg.seed)  # fmt: skip
+        batch = {"features": pred, "track_mask": predicted_track_mask(p2g, pad), "frame_pad": pad}
+        hyps += decode(p2g, batch, vocab, cfg.seed, best_path=True)
         refs += [c.glosses for c in items]
     v2p.train()
     return {"wer": scoring.wer(refs, hyps)["wer"], "recon": recon / max(1, n)}
