@@ -122,7 +122,7 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device,
 
 
 def bench_decoding(clips: list, spec: FrameSpec, repeats: int) -> dict:
-    videos = [c.video for c in clips]  # the whole train split: the pool's start-up (spawn) is amortised as in training
+    videos = [c.video for c in clips]  # the whole train split, as training decodes it
     frames = sum(len(read_video(v, spec)) for v in videos[:4])  # warm the OS file cache and the codec
     one, pool = [], []
     workers = os.cpu_count() or 1
@@ -134,10 +134,10 @@ def bench_decoding(clips: list, spec: FrameSpec, repeats: int) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             cache = FrameCache(tmp, spec)
             t0 = time.perf_counter()
-            cache.fill(videos, workers, desc="bench decode")  # includes starting the worker processes
+            cache.fill(videos, workers, desc="bench decode")  # the pool of threads training uses
             pool.append(frames / (time.perf_counter() - t0))
     return {"one_process_frames_per_s": round(statistics.median(one), 1),
-            f"{workers}_workers_frames_per_s_incl_startup": round(statistics.median(pool), 1),
+            f"{workers}_threads_frames_per_s": round(statistics.median(pool), 1),
             "videos": len(videos)}  # fmt: skip
 
 

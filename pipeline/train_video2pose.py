@@ -5,7 +5,7 @@
 Trains Video2Pose against the frozen Pose2Gloss (`models/pose2gloss/best.pt`): loss = masked reconstruction of
 the five tracks in the fused store's normalised space (Eq. 13) + the text loss of the frozen Pose2Gloss reading the
 predicted tracks (Table 2: weight 1). AdamW, 10 % warmup then cosine decay to 0.01 x lr, clipping 1.0. Video frames
-are decoded once, in worker processes, into `data/frame_cache/` (`pipeline.video`). Writes `models/video2pose/`
+are decoded once, by a pool of threads, into `data/frame_cache/` (`pipeline.video`). Writes `models/video2pose/`
 (`best.pt` on validation WER through the frozen Stage I, and `last.pt`, from which a killed run resumes) and
 DVCLive curves under `metrics/train_video2pose/`.
 """
@@ -76,7 +76,7 @@ class TrainVideoConfig:
     # fraction of the frame, trained through Stage I only (their pose targets no longer match); 0 = off
     aug_geometric: float = 0.05
     loader_workers: int = 0  # DataLoader processes reading the frame cache (decoding happens before training)
-    decode_workers: int | None = None  # processes decoding videos into the cache; None: one per core
+    decode_workers: int | None = None  # threads decoding videos into the cache; None: one per core
     checkpoint_every: int = 50  # optimizer steps between `last.pt` saves
     seed: int = 0
     device: str = "auto"

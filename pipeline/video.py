@@ -1,7 +1,7 @@
 """Video frames for Stage II: decode, resize and subsample a video once, keep the result in an on-disk cache.
 
-Decoding an mp4 costs far more than the small ViT that reads it, so each video is decoded once (in worker
-processes, `FrameCache.fill`) into a uint8 `(T, H, W, 3)` array under `data/frame_cache/`; every later epoch and
+Decoding an mp4 costs far more than the small ViT that reads it, so each video is decoded once (by a pool of
+threads, `FrameCache.fill`) into a uint8 `(T, H, W, 3)` array under `data/frame_cache/`; every later epoch and
 the evaluation read that array back (a memory map). A cache entry is keyed by the video's path, size and
 modification time and by the frame settings, so a changed video or setting is decoded again, never read stale.
 Writes are atomic (temporary file, then rename): a killed run leaves no half-written entry.
@@ -10,9 +10,9 @@ Writes are atomic (temporary file, then rename): a killed run leaves no half-wri
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,25 +95,27 @@ class FrameCache:
             return np.load(path, mmap_mode="r")
         frames = read_video(video, self.spec)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         with open(tmp, "wb") as f:
             np.save(f, frames)
         os.replace(tmp, path)
         return frames
 
     def fill(self, videos: list[str | os.PathLike], workers: int | None = None, desc: str = "decode") -> dict[str, str]:
-        """Decode every uncached video in `workers` processes; returns {video: reason} for those that failed."""
-        todo = [str(v) for v in videos if not self.path_for(v).exists()]
+        """Decode every uncached video with `workers` threads; returns {video: reason} for those that failed.
+
+        Threads, not processes: OpenCV releases the GIL while it decodes and resizes, and a thread costs nothing to
+        start, while a spawned process re-imports the stage's modules (torch, timm: about 5 s per pool, more than
+        decoding the default corpus's test videos takes; measured in docs/VIDEO2POSE.md)."""
+        todo = list(dict.fromkeys(str(v) for v in videos if not self.path_for(v).exists()))
         failed: dict[str, str] = {}
         if not todo:
             return failed
         workers = workers or int(os.environ.get("SIGNX_WORKERS", 0)) or os.cpu_count() or 1
         workers = max(1, min(workers, len(todo)))
         jobs = [(self, v) for v in todo]
-        # spawn, not fork: the parent already runs threads (torch, zarr)
-        spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=spawn) if workers > 1 else nullcontext() as pool:
-            results = pool.map(_cache_one, jobs, chunksize=8) if pool else map(_cache_one, jobs)
+        with ThreadPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+            results = pool.map(_cache_one, jobs) if pool else map(_cache_one, jobs)
             for video, err in tqdm(results, total=len(todo), desc=desc, unit="video", mininterval=2.0):
                 if err:
                     failed[video] = err
