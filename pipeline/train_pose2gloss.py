@@ -90,7 +90,7 @@ def decode(model: Pose2Gloss, batch: dict, vocab: Vocab, seed: int = 0, best_pat
     """Gloss strings for a collated batch, for validation while training (`evaluate` runs the joint beam search):
     greedy decoding through the DDIM reverse process and the decoder, the paper's path; with `best_path` (and a
     trained CTC head) the best path of the CTC head instead, one encoder pass: a twentieth of the time, but a
-    poorer guide to choosing a Stage I checkpoint (docs/POSE2GLOSS.md), so Stage II validates with it."""
+    poorer guide to choosing a Stage I checkpoint (docs/POSE2GLOSS.md); Stage II's validation uses it."""
     model.eval()
     features, mask, pad = batch["features"], batch["track_mask"], batch["frame_pad"]
     if best_path and model.ctc_trained:

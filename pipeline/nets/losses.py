@@ -55,7 +55,7 @@ def ngram_f1_loss(logits: torch.Tensor, targets: torch.Tensor, max_n: int = 2) -
 
     Expected predicted count of an n-gram (g1..gn) = sum over positions of prod p_i(g_k); matches are clipped by the
     reference counts (as in BLEU). Only reference n-grams can match, so the cost is O(L^2 * n) per sample, computed
-    for the whole batch at once (no Python loop over samples or n-grams: it was a fifth of a Stage I step).
+    for the whole batch at once (a Python loop over samples and n-grams was a tenth of a Stage I step).
     """
     B, L = targets.shape
     keep = targets != PAD  # (B, L): the reference, a prefix of each row (gloss ids then EOS)
