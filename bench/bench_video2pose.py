@@ -28,6 +28,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -84,13 +87,12 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device,
 
     aug = torch.Generator().manual_seed(0)
 
-    kernel = {"context": lambda: video_attention(device)}  # what training uses (the math kernel on CPU)
-
-    def step(i: int) -> int:
+    def step(i: int, attention: Callable[[], AbstractContextManager] = lambda: video_attention(device)) -> int:
+        """One training step; `attention` the kernel context, by default what training uses (math on CPU)."""
         items = [clips[j] for j in order[i % len(order)]]
         batch = {k: v.to(device) for k, v in collate_clips(items, clip_frames(items, cache)).items()}
         augment(batch, cfg, aug)  # as training does
-        with autocast(device), kernel["context"]():
+        with autocast(device), attention():
             losses = training_losses(v2p, p2g, batch, cfg)
         sum(cfg.weights[k] * v.float() for k, v in losses.items()).backward()
         torch.nn.utils.clip_grad_norm_(v2p.parameters(), cfg.clip, foreach=True)
@@ -102,8 +104,7 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device,
     memory = peak_memory(device)
     extra = {}
     if device.type == "cpu":  # the same steps with PyTorch's own kernel choice (flash on CPU), side by side
-        kernel["context"] = contextlib.nullcontext
-        flash = timed_windows(step, steps, repeats, device, warmup=3)
+        flash = timed_windows(partial(step, attention=contextlib.nullcontext), steps, repeats, device, warmup=3)
         extra["frames_per_s_flash_attention"] = round(statistics.median(n / dt for n, dt in flash), 1)
     return (
         {

@@ -8,7 +8,9 @@ and the result (N, V) scores the next gloss. Stage I, Stage II and any baseline 
 - `beam_search`: batched beam search with temperature, a CTRL-style repetition penalty and a length penalty;
 - `sample`: ancestral sampling with temperature, top-k and top-p (nucleus) filtering, seeded;
 - `ctc_best_path`: the arg-max CTC label of each frame, repeats merged and blanks dropped, for a model whose
-  encoder also scores glosses frame by frame (Stage I's auxiliary CTC head).
+  encoder also scores glosses frame by frame (Stage I's auxiliary CTC head);
+- `validation_decode`: what both training stages validate with, a Stage I model reading tracks decoded by one of
+  the two above.
 
 Beam search can also be joint CTC / attention decoding (Watanabe et al. 2017, "Hybrid CTC/attention architecture
 for end-to-end speech recognition"; ESPnet's CTCPrefixScore): each extension of a hypothesis is scored by
@@ -23,10 +25,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from pipeline.vocab import BOS, EOS, PAD, UNK
+
+if TYPE_CHECKING:
+    from pipeline.nets.pose2gloss import Pose2Gloss
 
 NextLogits = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 STRATEGIES = ("beam", "greedy", "sample", "ctc")
@@ -322,3 +328,26 @@ def ctc_best_path(logp: torch.Tensor, lengths: torch.Tensor, max_len: int = 64, 
     for b, q in enumerate(seqs):
         out[b, : len(q)] = torch.tensor(q, dtype=torch.long)
     return out
+
+
+@torch.no_grad()
+def validation_decode(
+    model: Pose2Gloss,
+    features: torch.Tensor,
+    track_mask: torch.Tensor,
+    frame_pad: torch.Tensor,
+    best_path: bool = False,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Gloss ids (B, <= max_len) of Stage I (in eval mode) reading tracks (B, T, 1959), for validation while
+    training (`evaluate` runs the joint beam search): greedy decoding through the DDIM reverse process and the
+    decoder, the paper's path; with `best_path` (and a trained CTC head) the best path of the CTC head instead, one
+    encoder pass: a twentieth of the time, but a poorer guide to choosing a Stage I checkpoint (docs/POSE2GLOSS.md),
+    so only Stage II validates with it."""
+    max_len = model.cfg.max_len
+    if best_path and model.ctc_trained:
+        f, _ = model.encode(features, track_mask)
+        return ctc_best_path(model.ctc_head(f).float().log_softmax(-1), (~frame_pad).sum(1), max_len)
+    g = torch.Generator(device=features.device).manual_seed(seed)
+    memory, _ = model.inference(features, track_mask, frame_pad, g)
+    return greedy(model.next_logits_fn(memory, frame_pad), len(features), max_len, features.device)

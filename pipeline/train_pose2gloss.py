@@ -27,7 +27,7 @@ from tqdm import tqdm
 from pipeline import data as data_module
 from pipeline import training as training_module
 from pipeline.data import Utterance, augment, bucket_batches, collate, load_split
-from pipeline.decoding import ctc_best_path, greedy
+from pipeline.decoding import validation_decode
 from pipeline.devices import autocast, resolve_device
 from pipeline.nets import losses as losses_module
 from pipeline.nets import pose2gloss as pose2gloss_net
@@ -85,31 +85,15 @@ def _linear(schedule: tuple[float, float], progress: float) -> float:
     return schedule[0] + (schedule[1] - schedule[0]) * progress
 
 
-@torch.no_grad()
-def decode(model: Pose2Gloss, batch: dict, vocab: Vocab, seed: int = 0, best_path: bool = False) -> list[str]:
-    """Gloss strings for a collated batch, for validation while training (`evaluate` runs the joint beam search):
-    greedy decoding through the DDIM reverse process and the decoder, the paper's path; with `best_path` (and a
-    trained CTC head) the best path of the CTC head instead, one encoder pass: a twentieth of the time, but a
-    poorer guide to choosing a Stage I checkpoint (docs/POSE2GLOSS.md); Stage II's validation uses it."""
-    model.eval()
-    features, mask, pad = batch["features"], batch["track_mask"], batch["frame_pad"]
-    if best_path and model.ctc_trained:
-        f, _ = model.encode(features, mask)
-        ids = ctc_best_path(model.ctc_head(f).float().log_softmax(-1), (~pad).sum(1), model.cfg.max_len)
-    else:
-        g = torch.Generator(device=features.device).manual_seed(seed)
-        memory, _ = model.inference(features, mask, pad, g)
-        ids = greedy(model.next_logits_fn(memory, pad), len(features), model.cfg.max_len, features.device)
-    return [vocab.decode(row.tolist()) for row in ids]
-
-
 def evaluate_wer(model: Pose2Gloss, data: list[Utterance], vocab: Vocab, device: torch.device, bs: int = 32) -> dict:
     hyps, refs = [], []
+    model.eval()  # the training loop sets train mode again at the next epoch
     for s in range(0, len(data), bs):
         items = data[s : s + bs]
         batch = {k: v.to(device) for k, v in collate(items).items()}
         with autocast(device):
-            hyps += decode(model, batch, vocab)
+            ids = validation_decode(model, batch["features"], batch["track_mask"], batch["frame_pad"])
+        hyps += [vocab.decode(row.tolist()) for row in ids]
         refs += [u.glosses for u in items]
     out = jiwer.process_words(refs, hyps)
     return {"wer": 100 * out.wer, "hypotheses": hyps}

@@ -30,6 +30,7 @@ from pipeline import scoring
 from pipeline import training as training_module
 from pipeline import video as video_module
 from pipeline.data import bucket_batches
+from pipeline.decoding import validation_decode
 from pipeline.devices import autocast, resolve_device, video_attention
 from pipeline.evaluate import predicted_track_mask
 from pipeline.nets import video2pose as video2pose_net
@@ -37,7 +38,6 @@ from pipeline.nets.losses import ctc_loss, distillation_loss, reconstruction_los
 from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
 from pipeline.nets.video2pose import Video2Pose, Video2PoseConfig
 from pipeline.params import load_params, write_metrics
-from pipeline.train_pose2gloss import decode
 from pipeline.training import adamw, lr_lambda, publish, resume_point, run_fingerprint, save_atomic, split_params
 from pipeline.video import (
     Clip,
@@ -179,7 +179,8 @@ def validate(
 ) -> dict:
     """Validation reconstruction loss and WER of Video2Gloss (Video2Pose then the frozen Stage I), in one pass of
     Video2Pose: decoded by the best path of Stage I's CTC head when it has one (no DDIM reverse process and no
-    decoder loop: fast, and what the CTC loss trains), greedily by the decoder otherwise (`train_pose2gloss.decode`)."""
+    decoder loop: fast, and what the CTC loss trains), greedily by the decoder otherwise
+    (`decoding.validation_decode`)."""
     v2p.eval()
     device = next(v2p.parameters()).device
     recon, n, refs, hyps = 0.0, 0, [], []
@@ -191,8 +192,8 @@ def validate(
             pred = v2p(batch["frames"], pad).float()
         recon += reconstruction_loss(pred, batch["poses"], batch["track_mask"], v2p.cfg.track_dims).item()
         n += 1
-        batch = {"features": pred, "track_mask": predicted_track_mask(p2g, pad), "frame_pad": pad}
-        hyps += decode(p2g, batch, vocab, cfg.seed, best_path=True)
+        ids = validation_decode(p2g, pred, predicted_track_mask(p2g, pad), pad, best_path=True, seed=cfg.seed)
+        hyps += [vocab.decode(row.tolist()) for row in ids]
         refs += [c.glosses for c in items]
     v2p.train()
     return {"wer": scoring.wer(refs, hyps)["wer"], "recon": recon / max(1, n)}

@@ -266,8 +266,7 @@ def colour_jitter(
     gain = 1 + strength * draw(1, 1, 3)  # (B, 1, 1, 3)
     contrast = 1 + strength * draw(1, 1, 1)
     brightness = 0.5 * strength * draw(1, 1, 1)
-    real = torch.zeros(B, T, dtype=torch.bool, device=frames.device) if frame_pad is None else frame_pad
-    real = ~real  # (B, T)
+    real = torch.ones(B, T, dtype=torch.bool, device=frames.device) if frame_pad is None else ~frame_pad  # (B, T)
     clip = torch.arange(B, device=frames.device).unsqueeze(1).expand(B, T)[real]  # (N,) each real frame's clip
     x = frames[real].float().div_(255.0)  # (N, H, W, 3), in place from here: this runs at every training step
     grey = torch.zeros(B, device=frames.device).index_add_(0, clip, x.mean(dim=(1, 2, 3)))
