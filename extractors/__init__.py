@@ -1,22 +1,18 @@
-"""Pose extractors: one module per track, each with its layout, `to_vector` and backends.
+"""Pose extractors: one module per track (its per-dim names and `to_vector`) and, under `extractors.backends`, the
+backends that produce it, registered with `extractors.registry.register`.
 
-The five tracks concatenate, in `TRACK_ORDER`, into the 1959-dim per-frame representation (Section 3.1).
+The track order and dims are `pipeline.layout`'s; this package adds what each dim means. Importing it is light:
+no backend (and so neither the synthetic signer nor any model runtime) is imported until one is looked up.
 """
 
 from __future__ import annotations
 
 from extractors import dwpose, mediapipe, primedepth, sapiens, smplerx
 from extractors.base import TrackLayout
+from pipeline.layout import TRACK_ORDER
 
-TRACK_ORDER: tuple[str, ...] = ("smplerx", "dwpose", "mediapipe", "primedepth", "sapiens")
 LAYOUTS: dict[str, TrackLayout] = {m.LAYOUT.name: m.LAYOUT for m in (smplerx, dwpose, mediapipe, primedepth, sapiens)}
-FUSED_DIMS = sum(LAYOUTS[t].dims for t in TRACK_ORDER)
+if tuple(sorted(LAYOUTS)) != tuple(sorted(TRACK_ORDER)):
+    raise ImportError(f"extractors name tracks {sorted(LAYOUTS)}, pipeline.layout has {sorted(TRACK_ORDER)}")
 
-
-def fused_slices() -> dict[str, tuple[int, int]]:
-    """Where each track sits in the fused 1959-dim vector."""
-    out, start = {}, 0
-    for t in TRACK_ORDER:
-        out[t] = (start, start + LAYOUTS[t].dims)
-        start += LAYOUTS[t].dims
-    return out
+__all__ = ["LAYOUTS", "TRACK_ORDER", "TrackLayout"]

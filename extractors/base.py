@@ -6,20 +6,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.layout import TRACKS
+
 
 @dataclass(frozen=True)
 class TrackLayout:
-    """A track's per-frame vector: `dims` values named by `dim_names` (Section 3.1, DESIGN.md)."""
+    """A track's per-frame vector: one value per name in `dim_names` (Section 3.1); how many is
+    `pipeline.layout.TRACKS`' business, checked here."""
 
     name: str
-    dims: int
     dim_names: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        if len(self.dim_names) != self.dims:
-            raise ValueError(f"{self.name}: {len(self.dim_names)} names for {self.dims} dims")
+        if len(self.dim_names) != TRACKS[self.name]:
+            raise ValueError(f"{self.name}: {len(self.dim_names)} names for {TRACKS[self.name]} dims")
         if len(set(self.dim_names)) != self.dims:
             raise ValueError(f"{self.name}: per-dim names are not unique")
+
+    @property
+    def dims(self) -> int:
+        return len(self.dim_names)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,5 @@
 
 from extractors.maps import DEPTH_LAYOUT as LAYOUT
 from extractors.maps import depth_to_vector as to_vector
-from extractors.maps import simulate_depth as simulate
 
-__all__ = ["LAYOUT", "simulate", "to_vector"]
+__all__ = ["LAYOUT", "to_vector"]

@@ -2,6 +2,5 @@
 
 from extractors.maps import PARTS_LAYOUT as LAYOUT
 from extractors.maps import parts_to_vector as to_vector
-from extractors.maps import simulate_parts as simulate
 
-__all__ = ["LAYOUT", "simulate", "to_vector"]
+__all__ = ["LAYOUT", "to_vector"]

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-import extractors
 from pipeline.corpus.manifest import read_manifest
+from pipeline.layout import FusedLayout
 from pipeline.store import FrameStore
 from pipeline.vocab import EOS, PAD, Vocab
 
@@ -22,7 +22,7 @@ class FeatureStoreError(ValueError):
 @dataclass
 class Utterance:
     utt_id: str
-    features: np.ndarray  # (T, 1959) float32, normalised, masked tracks zero
+    features: np.ndarray  # (T, 1959) float32 (pipeline.layout), normalised, masked tracks zero
     track_mask: np.ndarray  # (T, 5) bool
     target: np.ndarray  # (L,) int64: gloss ids then EOS
     glosses: str
@@ -30,6 +30,15 @@ class Utterance:
     @property
     def n_frames(self) -> int:
         return len(self.features)
+
+
+def feature_layout(features: str | os.PathLike) -> FusedLayout:
+    """The fused layout a feature store was written with (its attributes)."""
+    store = FrameStore(features)
+    try:
+        return FusedLayout.from_attrs(store.attrs, str(features))
+    except ValueError as err:
+        raise FeatureStoreError(str(err)) from err
 
 
 def load_split(
@@ -41,26 +50,29 @@ def load_split(
     frame_stride: int = 1,
     max_frames: int = 1024,
     max_len: int = 64,
+    track_dims: tuple[int, ...] | None = None,
 ) -> list[Utterance]:
     """Utterances of one split, ready for a model.
 
     Args:
         tracks: use only these tracks (the others are masked), e.g. `("dwpose",)` for a single-track run.
         frame_stride: keep every n-th frame (temporal subsampling for speed).
+        track_dims: the per-track dims a model reads (its config); a store with another layout is an error.
     """
     store = FrameStore(features)
-    if store.attrs.get("dims") != extractors.FUSED_DIMS:
-        raise FeatureStoreError(f"{features}: {store.attrs.get('dims')} dims per frame, Pose2Gloss needs 1959")
+    layout = feature_layout(features)
+    if track_dims is not None and tuple(track_dims) != layout.dims:
+        raise FeatureStoreError(
+            f"{features}: tracks of {list(layout.dims)} dims, the model reads {list(track_dims)}: rebuild the store "
+            "with `fuse` or use a model trained on it"
+        )
     manifest = read_manifest(corpus)
     store.check_ids(manifest["utt_id"].tolist())
     mean = np.asarray(store.attrs["norm_mean"], np.float32)
     std = np.asarray(store.attrs["norm_std"], np.float32)
     if not (np.isfinite(mean).all() and np.isfinite(std).all()):
         raise FeatureStoreError(f"{features}: normalisation statistics contain NaN")
-    use = np.array([tracks is None or t in tracks for t in extractors.TRACK_ORDER])
-    if tracks is not None and (unknown := set(tracks) - set(extractors.TRACK_ORDER)):
-        raise ValueError(f"unknown tracks {sorted(unknown)}; tracks are {list(extractors.TRACK_ORDER)}")
-    dims = np.array([extractors.LAYOUTS[t].dims for t in extractors.TRACK_ORDER])
+    use = layout.use(tracks)
     rows = manifest.index[manifest["split"] == split].to_numpy()
     out = []
     if len(rows) == 0:
@@ -72,7 +84,7 @@ def load_split(
             raise FeatureStoreError(f"{features}: utterance {manifest.utt_id[i]!r} contains NaN or infinite values")
         m = m[::frame_stride][:max_frames] & use
         x = (v[::frame_stride][:max_frames] - mean) / std
-        x *= np.repeat(m, dims, axis=1)
+        x *= layout.expand_mask(m)
         ids = vocab.encode(manifest.glosses[i])[: max_len - 1] + [EOS]
         out.append(Utterance(manifest.utt_id[i], x.astype(np.float32), m, np.array(ids), manifest.glosses[i]))
     return out
@@ -81,6 +93,7 @@ def load_split(
 def augment(
     u: Utterance,
     rng: np.random.Generator,
+    track_dims: tuple[int, ...],
     speed: tuple[float, float] = (1.0, 1.0),
     noise: float = 0.0,
     track_dropout: float = 0.0,
@@ -88,6 +101,7 @@ def augment(
     """A training-time variant of an utterance; the stored features are never modified.
 
     Args:
+        track_dims: each track's dims in the features (the layout's `dims`).
         speed: signing-rate factor drawn uniformly from this range; the frames are resampled (nearest frame)
             to len / factor, as if the same signs were made faster or slower.
         noise: standard deviation of Gaussian noise added to the present tracks (features are unit-variance).
@@ -107,12 +121,17 @@ def augment(
             drop = drop[drop != rng.choice(present)] if len(present) else drop
         m = m.copy()
         m[:, drop] = False
-    dims = np.array([extractors.LAYOUTS[t].dims for t in extractors.TRACK_ORDER])
-    keep = np.repeat(m, dims, axis=1)
+    keep = np.repeat(m, track_dims, axis=1)
     if noise > 0:
         x = x + noise * rng.standard_normal(x.shape, dtype=np.float32)
     x = (x * keep).astype(np.float32)
     return Utterance(u.utt_id, x, m, u.target, u.glosses)
+
+
+def length_batches(items: list, batch_size: int) -> list[list]:
+    """Items (anything with `n_frames`) in batches of similar length, shortest first: less padding to decode."""
+    order = sorted(range(len(items)), key=lambda i: items[i].n_frames)
+    return [[items[i] for i in order[s : s + batch_size]] for s in range(0, len(order), batch_size)]
 
 
 def bucket_batches(lengths: list[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
@@ -138,8 +157,8 @@ def collate(items: list[Utterance]) -> dict[str, torch.Tensor]:
     """Pad to the longest item: features (B, T, 1959), track_mask (B, T, 5), frame_pad (B, T), targets (B, L)."""
     B = len(items)
     T = max(len(u.features) for u in items)
-    x = torch.zeros(B, T, extractors.FUSED_DIMS)
-    mask = torch.zeros(B, T, len(extractors.TRACK_ORDER), dtype=torch.bool)
+    x = torch.zeros(B, T, items[0].features.shape[1])
+    mask = torch.zeros(B, T, items[0].track_mask.shape[1], dtype=torch.bool)
     pad = torch.ones(B, T, dtype=torch.bool)
     for b, u in enumerate(items):
         n = len(u.features)

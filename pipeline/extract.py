@@ -27,83 +27,36 @@ import pandas as pd
 from tqdm import tqdm
 
 import extractors
+from extractors import registry
 from extractors.base import TrackFrames
+from extractors.registry import Backend
 from pipeline.corpus.manifest import read_manifest
 from pipeline.params import load_params, write_metrics
 from pipeline.store import FrameStore, FrameStoreWriter
 
 BATCH = 32  # at most this many utterances per resumable unit of work
-REAL_BACKENDS = {
-    "smplerx": "import",
-    "dwpose": "onnx",
-    "mediapipe": "holistic",
-    "primedepth": "import",
-    "sapiens": "torchscript",
-}
-BUILT_BACKENDS = {"simulated", "holistic"}
-
-
-def resolve_backend(track: str, requested: str, corpus_dir: Path) -> str:
-    """`auto` means `simulated` on the synthetic corpus (it has a ground-truth skeleton) and the real one elsewhere."""
-    if track not in extractors.LAYOUTS:
-        raise ValueError(f"unknown track {track!r}; tracks are {list(extractors.TRACK_ORDER)}")
-    synthetic = (corpus_dir / "skeleton.zarr").exists()
-    backend = ("simulated" if synthetic else REAL_BACKENDS[track]) if requested == "auto" else requested
-    allowed = {"simulated", REAL_BACKENDS[track]}
-    if backend not in allowed:
-        raise ValueError(f"{track}.backend {requested!r} is not known; choose auto or one of {sorted(allowed)}")
-    if backend == "simulated" and not synthetic:
-        raise ValueError(f"{track}.backend simulated needs the synthetic corpus' skeleton.zarr in {corpus_dir}")
-    if backend not in BUILT_BACKENDS:
-        raise NotImplementedError(
-            f"the {backend!r} backend of {track} is not built yet; set {track}.backend to simulated (synthetic "
-            f"corpus) or disable the track with {track}.enabled: false"
-        )
-    return backend
+SHARED_KEYS = {"backend", "enabled"}  # read by the stages, not by a backend
 
 
 @dataclass(frozen=True)
 class Job:
+    """What a worker process needs to open its backend: sent once per worker, not once per utterance."""
+
     track: str
     backend: str
+    module: str  # the backend's module: imported in the worker, which registers the backend there too
     corpus_dir: str
     seed: int
-    noise: float = 1.0  # simulated backends: sensor noise and failure multiplier
+    options: dict
 
 
-_JOB: Job | None = None
-_STATE: dict = {}
+_BACKEND: Backend | None = None
 
 
 def _init(job: Job) -> None:
-    global _JOB
-    _JOB = job
-    _STATE.clear()
-
-
-def _extract_one(index: int, row: dict) -> TrackFrames:
-    job = _JOB
-    corpus = Path(job.corpus_dir)
-    module = importlib.import_module(f"extractors.{job.track}")
-    if job.backend == "simulated":
-        from extractors.simulation import GroundTruth
-        from pipeline.corpus.motion import Signer
-
-        if "skeleton" not in _STATE:
-            _STATE["skeleton"] = FrameStore(corpus / "skeleton.zarr")
-            signers = json.loads((corpus / "signers.json").read_text())
-            _STATE["signers"] = {s["signer_id"]: Signer.from_dict(s) for s in signers}
-        values = _STATE["skeleton"].read(row["utt_id"])
-        gt = GroundTruth(values, _STATE["signers"][row["signer"]], int(row["width"]), int(row["height"]))
-        rng = np.random.default_rng([job.seed, extractors.TRACK_ORDER.index(job.track), index])
-        return module.simulate(gt, rng, noise=job.noise)
-    if job.backend == "holistic":
-        from extractors.mediapipe_holistic import HolisticBackend
-
-        if "holistic" not in _STATE:
-            _STATE["holistic"] = HolisticBackend()
-        return _STATE["holistic"].extract_video(corpus / row["video"])
-    raise NotImplementedError(job.backend)
+    global _BACKEND
+    importlib.import_module(job.module)
+    _BACKEND = registry.lookup(job.track, job.backend)(job.options, Path(job.corpus_dir), job.seed)
 
 
 def _run_batch(batch: tuple[int, list[dict]]) -> tuple[int, list[tuple[str, TrackFrames | None, str]]]:
@@ -111,7 +64,7 @@ def _run_batch(batch: tuple[int, list[dict]]) -> tuple[int, list[tuple[str, Trac
     out = []
     for k, row in enumerate(rows):
         try:
-            frames = _extract_one(start + k, row)
+            frames = _BACKEND.extract(row, start + k)
             if len(frames.values) != row["n_frames"]:
                 raise ValueError(f"{len(frames.values)} frames extracted, manifest says {row['n_frames']}")
             out.append((row["utt_id"], frames, ""))
@@ -160,38 +113,65 @@ def extract_track(
     track: str, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, backend: str = "auto", seed: int = 0,
     workers: int | None = None, report: str | os.PathLike | None = None, params: dict | None = None,
 ) -> dict:  # fmt: skip
-    """Extract `track` for every utterance in the manifest; returns the report (also written to `report`)."""
+    """Extract `track` for every utterance in the manifest with the backend `backend` names (`auto`: see
+    `registry.resolve`), configured by `params` (the track's params section); returns the report (also written
+    to `report`)."""
     t0 = time.perf_counter()
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     manifest = read_manifest(corpus_dir)
-    backend = resolve_backend(track, backend, corpus_dir)
-    layout = extractors.LAYOUTS[track]
-    store_path = out_dir / f"{track}.zarr"
-    parts = out_dir / f"{track}.zarr.parts"
-    fingerprint = _fingerprint(track, backend, seed, manifest, params or {})
-    meta = parts / "meta.json"
-    if parts.exists() and (not meta.exists() or json.loads(meta.read_text()).get("fingerprint") != fingerprint):
-        shutil.rmtree(parts)  # left by a run with other inputs: nothing there can be reused
-    parts.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps({"fingerprint": fingerprint}))
-
+    cls = registry.resolve(track, backend, synthetic=(corpus_dir / "skeleton.zarr").exists())
+    options = registry.backend_options(track, cls, params or {}, SHARED_KEYS)
+    opened = cls(options, corpus_dir, int(seed))  # fails here, once, on a bad option or a missing model
+    ran = {"backend": cls.name, "backend_version": opened.version(), "weights_sha256": opened.weights_hash()}
+    fingerprint = _fingerprint(track, cls.name, seed, manifest, params or {})
+    parts = _parts_folder(out_dir / f"{track}.zarr.parts", fingerprint)
     rows = manifest.to_dict("records")
     size = max(1, min(BATCH, -(-len(rows) // 64)))  # >= 64 batches to share out; depends on the corpus only
     batches = [(s, rows[s : s + size]) for s in range(0, len(rows), size)]
     todo = [b for b in batches if not (parts / f"batch_{b[0]:07d}.npz").exists()]
-    noise = float((params or {}).get("noise", 1.0))
-    if noise < 0:
-        raise ValueError(f"{track}.noise must be >= 0, got {noise}")
-    job = Job(track, backend, str(corpus_dir), int(seed), noise)
+    job = Job(track, cls.name, cls.__module__, str(corpus_dir), int(seed), options)
+    _run_batches(job, todo, parts, len(rows), workers)
+    attrs = {"fps": float(manifest["fps"].iloc[0]), "fingerprint": fingerprint}
+    skipped = _write_store(out_dir / f"{track}.zarr", track, batches, parts, ran, attrs)
+    shutil.rmtree(parts)
+    mask = FrameStore(out_dir / f"{track}.zarr").read_all("mask")
+    summary = {
+        "track": track,
+        **ran,
+        "utterances": len(rows),
+        "frames": int(len(mask)),
+        "detected_frame_fraction": round(float(mask.mean()) if len(mask) else 0.0, 4),
+        "skipped": skipped,
+        "resumed_batches": len(batches) - len(todo),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    if report:
+        write_metrics(report, summary)
+    return summary
+
+
+def _parts_folder(parts: Path, fingerprint: str) -> Path:
+    """The folder of finished batches; one left by a run with other inputs is emptied (nothing there is reusable)."""
+    meta = parts / "meta.json"
+    if parts.exists() and (not meta.exists() or json.loads(meta.read_text()).get("fingerprint") != fingerprint):
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps({"fingerprint": fingerprint}))
+    return parts
+
+
+def _run_batches(job: Job, todo: list, parts: Path, n_rows: int, workers: int | None) -> None:
+    """Extract the unfinished batches, in this process or a pool, saving each as it finishes."""
     workers = workers or int(os.environ.get("SIGNX_WORKERS", 0)) or os.cpu_count() or 1
-    resumed = len(batches) - len(todo)
-    bar = tqdm(total=len(rows), initial=len(rows) - sum(len(b[1]) for b in todo), desc=f"extract {track} ({backend})",
+    bar = tqdm(total=n_rows, initial=n_rows - sum(len(b[1]) for b in todo), desc=f"extract {job.track} ({job.backend})",
                unit="utt", mininterval=1.0)  # fmt: skip
-    if todo:
+    pool = None
+    try:
+        if not todo:
+            return
         if workers == 1:
             _init(job)
             results = map(_run_batch, todo)
-            pool = None
         else:
             # spawn, not fork: forking a process that already runs threads (zarr, pyarrow) can crash MediaPipe workers
             pool = ProcessPoolExecutor(
@@ -201,17 +181,19 @@ def extract_track(
                 initargs=(job,),
             )
             results = pool.map(_run_batch, todo)
-        try:
-            for start, res in results:
-                _save_batch(parts, start, res)
-                bar.update(len(res))
-        finally:
-            bar.close()
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-    else:
+        for start, res in results:
+            _save_batch(parts, start, res)
+            bar.update(len(res))
+    finally:
         bar.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
+
+def _write_store(store_path: Path, track: str, batches: list, parts: Path, ran: dict, attrs: dict) -> list[dict]:
+    """The track store from the saved batches, in manifest order; a skipped utterance is all masked. Returns the
+    skips."""
+    layout = extractors.LAYOUTS[track]
     skipped = []
     with FrameStoreWriter(store_path, {"values": ((layout.dims,), "float32"), "mask": ((), "bool")}) as writer:
         for start, batch_rows in batches:
@@ -227,37 +209,12 @@ def extract_track(
                 "track": track,
                 "dims": layout.dims,
                 "dim_names": list(layout.dim_names),
-                "backend": backend,
-                "backend_version": _backend_version(backend),
-                "fps": float(manifest["fps"].iloc[0]),
-                "fingerprint": fingerprint,
+                **ran,
+                **attrs,
                 "skipped": skipped,
             }  # fmt: skip
         )
-    shutil.rmtree(parts)
-    store = FrameStore(store_path)
-    mask = store.read_all("mask")
-    summary = {
-        "track": track,
-        "backend": backend,
-        "utterances": len(rows),
-        "frames": int(len(mask)),
-        "detected_frame_fraction": round(float(mask.mean()) if len(mask) else 0.0, 4),
-        "skipped": skipped,
-        "resumed_batches": resumed,
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-    if report:
-        write_metrics(report, summary)
-    return summary
-
-
-def _backend_version(backend: str) -> str:
-    if backend == "holistic":
-        import mediapipe
-
-        return f"mediapipe {mediapipe.__version__} holistic model_complexity=1"
-    return "signx simulated sensor v1"
+    return skipped
 
 
 def main(argv: list[str] | None = None) -> None:

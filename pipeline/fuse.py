@@ -2,8 +2,9 @@
 
     python -m pipeline.fuse [--params params.yaml] [--corpus data/corpus] [--tracks data/tracks]
 
-`values` (ΣT, 1959) float32 holds the raw track values in `TRACK_ORDER`; `mask` (ΣT, 5) says which tracks are
-real in each frame. A track disabled in params (`<track>.enabled: false`) is all zeros and all masked, so a model
+`values` (ΣT, 1959) float32 holds the raw track values in the order of `pipeline.layout` (written into the
+store's attributes: `tracks`, `dims`, `slices`); `mask` (ΣT, 5) says which tracks are real in each frame.
+A track disabled in params (`<track>.enabled: false`) is all zeros and all masked, so a model
 can run on any subset. Per-dim normalisation statistics (mean, std over masked-in frames) come from the train
 split only and are stored in the attributes (`norm_mean`, `norm_std`); models normalise when they read.
 """
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-import extractors
 from pipeline.corpus.manifest import read_manifest
+from pipeline.layout import FUSED, TRACKS
 from pipeline.params import load_params, write_metrics
 from pipeline.store import FrameStore, FrameStoreWriter
 
@@ -35,26 +36,24 @@ def fuse(
     t0 = time.perf_counter()
     manifest = read_manifest(corpus_dir)
     ids = manifest["utt_id"].tolist()
-    enabled = {t: True for t in extractors.TRACK_ORDER} | (enabled or {})
+    enabled = {t: True for t in FUSED.tracks} | (enabled or {})
     stores = {}
-    for t in extractors.TRACK_ORDER:
+    for t in FUSED.tracks:
         if not enabled[t]:
             continue
         store = FrameStore(Path(tracks_dir) / f"{t}.zarr")
         store.check_ids(ids)
-        if store.attrs.get("dims") != extractors.LAYOUTS[t].dims:
-            raise ValueError(
-                f"{store.path}: {store.attrs.get('dims')} dims, the {t} track has {extractors.LAYOUTS[t].dims}"
-            )
+        if store.attrs.get("dims") != TRACKS[t]:
+            raise ValueError(f"{store.path}: {store.attrs.get('dims')} dims, the {t} track has {TRACKS[t]}")
         if not np.array_equal(store.lengths, manifest["n_frames"].to_numpy()):
             bad = ids[int(np.flatnonzero(store.lengths != manifest["n_frames"].to_numpy())[0])]
             raise ValueError(f"{store.path}: frame counts differ from the manifest (first at {bad!r})")
         stores[t] = store
-    slices = extractors.fused_slices()
+    slices = FUSED.slices
     n = int(manifest["n_frames"].sum())
-    values = np.zeros((n, extractors.FUSED_DIMS), np.float32)
-    mask = np.zeros((n, len(extractors.TRACK_ORDER)), bool)
-    for k, t in enumerate(extractors.TRACK_ORDER):
+    values = np.zeros((n, FUSED.width), np.float32)
+    mask = np.zeros((n, len(FUSED.tracks)), bool)
+    for k, t in enumerate(FUSED.tracks):
         if t in stores:
             a, b = slices[t]
             values[:, a:b] = stores[t].read_all("values")
@@ -63,9 +62,9 @@ def fuse(
     train = np.zeros(n, bool)
     for i in np.flatnonzero(manifest["split"].to_numpy() == "train"):
         train[offsets[i] : offsets[i + 1]] = True
-    mean = np.zeros(extractors.FUSED_DIMS)
-    std = np.ones(extractors.FUSED_DIMS)
-    for k, t in enumerate(extractors.TRACK_ORDER):
+    mean = np.zeros(FUSED.width)
+    std = np.ones(FUSED.width)
+    for k, t in enumerate(FUSED.tracks):
         a, b = slices[t]
         rows = train & mask[:, k]
         if rows.any():
@@ -73,15 +72,14 @@ def fuse(
             mean[a:b] = x.mean(0)
             std[a:b] = np.maximum(x.std(0), MIN_STD)
 
-    with FrameStoreWriter(out, {"values": ((extractors.FUSED_DIMS,), "float32"), "mask": ((5,), "bool")}) as w:
+    shapes = {"values": ((FUSED.width,), "float32"), "mask": ((len(FUSED.tracks),), "bool")}
+    with FrameStoreWriter(out, shapes) as w:
         for i, u in enumerate(ids):
             s, e = offsets[i], offsets[i + 1]
             w.add(u, values=values[s:e], mask=mask[s:e])
         w.close(
             {
-                "tracks": list(extractors.TRACK_ORDER),
-                "dims": extractors.FUSED_DIMS,
-                "slices": {t: list(v) for t, v in slices.items()},
+                **FUSED.to_attrs(),
                 "enabled": enabled,
                 "norm_mean": mean.astype(np.float32).tolist(),
                 "norm_std": std.astype(np.float32).tolist(),
@@ -93,7 +91,7 @@ def fuse(
     return {
         "frames": n,
         "utterances": len(ids),
-        "detected_fraction": {t: round(float(mask[:, k].mean()), 4) for k, t in enumerate(extractors.TRACK_ORDER)},
+        "detected_fraction": {t: round(float(mask[:, k].mean()), 4) for k, t in enumerate(FUSED.tracks)},
         "seconds": round(time.perf_counter() - t0, 2),
     }
 
@@ -107,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--metrics", default="metrics/fuse.json")
     args = ap.parse_args(argv)
     params = load_params(args.params)
-    enabled = {t: bool((params.get(t) or {}).get("enabled", True)) for t in extractors.TRACK_ORDER}
+    enabled = {t: bool((params.get(t) or {}).get("enabled", True)) for t in FUSED.tracks}
     summary = fuse(args.corpus, args.tracks, args.out, enabled)
     write_metrics(args.metrics, summary)
     print(f"fuse: {summary['utterances']} utterances, {summary['frames']} frames, {summary['seconds']} s")

@@ -25,12 +25,12 @@ import torch
 
 from pipeline.data import load_split
 from pipeline.devices import resolve_device
-from pipeline.evaluate import DecoderInputs, MemoryFn, decode_config, pose2gloss_memory, recognize, split_metrics
 from pipeline.nets.pose2gloss import Pose2Gloss
 from pipeline.params import load_params
+from pipeline.recognition import DecoderInputs, MemoryFn, decode_config, pose2gloss_memory, recognize, split_metrics
 from pipeline.vocab import Vocab
 
-PERIODS = {"early": "q25.pt", "middle": "q50.pt", "late": "q75.pt", "stable": "q100.pt"}
+PERIODS = {"early": "q25", "middle": "q50", "late": "q75", "stable": "q100"}  # published models
 TEMPERATURES = (0.1, 0.3, 0.5, 0.7)
 
 
@@ -57,7 +57,7 @@ def run_ablation(
             dcfg = dataclasses.replace(base, temperature=t)
             rec = recognize(model, memory_fn, data, vocab, dcfg, batch_size, f"{period} T={t}", topk=False)
             m = split_metrics(rec)
-            records.append({"cell": f"{period} ({name[:-3]}), T={t}", "period": period, "checkpoint": name,
+            records.append({"cell": f"{period} ({name}), T={t}", "period": period, "checkpoint": name,
                             "temperature": t, "bleu": round(m["bleu"], 3), "wer": round(m["wer"], 3)})  # fmt: skip
     return records
 

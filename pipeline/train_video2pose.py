@@ -2,12 +2,13 @@
 
     python -m pipeline.train_video2pose [--params params.yaml]
 
-Trains Video2Pose against the frozen Pose2Gloss (`models/pose2gloss/best.pt`): loss = masked reconstruction of
+Trains Video2Pose against the frozen Pose2Gloss (`models/pose2gloss/best`): loss = masked reconstruction of
 the five tracks in the fused store's normalised space (Eq. 13) + the text loss of the frozen Pose2Gloss reading the
 predicted tracks (Table 2: weight 1). AdamW, 10 % warmup then cosine decay to 0.01 x lr, clipping 1.0. Video frames
-are decoded once, by a pool of threads, into `data/frame_cache/` (`pipeline.video`). Writes `models/video2pose/`
-(`best.pt` on validation WER through the frozen Stage I, and `last.pt`, from which a killed run resumes) and
-DVCLive curves under `metrics/train_video2pose/`.
+are decoded once, by a pool of threads, into `data/frame_cache/` (`pipeline.video`). Publishes to
+`models/video2pose/` the weights with the best validation WER through the frozen Stage I (`best.safetensors` +
+`best.json`); `models/.work/video2pose/last.pt` is the resume point of a killed run. DVCLive curves go to
+`metrics/train_video2pose/`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import argparse
 import math
 import multiprocessing
 import os
-import resource
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,16 +29,16 @@ from tqdm import tqdm
 from pipeline import scoring
 from pipeline import training as training_module
 from pipeline import video as video_module
+from pipeline.checkpoints import model_paths
 from pipeline.data import bucket_batches
 from pipeline.decoding import validation_decode
 from pipeline.devices import autocast, resolve_device, video_attention
-from pipeline.evaluate import predicted_track_mask
 from pipeline.nets import video2pose as video2pose_net
 from pipeline.nets.losses import ctc_loss, distillation_loss, reconstruction_loss, text_loss
-from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
+from pipeline.nets.pose2gloss import Pose2Gloss
 from pipeline.nets.video2pose import Video2Pose, Video2PoseConfig
 from pipeline.params import load_params, write_metrics
-from pipeline.training import adamw, lr_lambda, publish, resume_point, run_fingerprint, save_atomic, split_params
+from pipeline.training import TrainingRun, active_losses, adamw, run_fingerprint, split_params, warmup_cosine
 from pipeline.video import (
     Clip,
     FrameCache,
@@ -50,6 +50,7 @@ from pipeline.video import (
     geometric_jitter,
     load_clips,
 )
+from pipeline.video2gloss import freeze, predicted_track_mask, stage1_outputs
 from pipeline.vocab import PAD, Vocab
 
 LOSSES = ("recon", "text", "ctc", "distill")
@@ -68,8 +69,9 @@ class TrainVideoConfig:
     warmup_frac: float = 0.1
     min_lr_ratio: float = 0.01
     clip: float = 1.0
-    # 0 switches a loss off; ctc and distill are ours (docs/VIDEO2POSE.md)
+    # ctc and distill are ours (docs/VIDEO2POSE.md); a loss runs when switched on with a non-zero weight
     weights: dict = field(default_factory=lambda: {"recon": 1.0, "text": 1.0, "ctc": 1.0, "distill": 1.0})
+    losses: dict = field(default_factory=lambda: {k: True for k in LOSSES})
     label_smoothing: float = 0.0  # Table 2: N/A for Stage II
     aug_colour: float = 0.3  # photometric jitter strength per training clip (pipeline.video.colour_jitter); 0 = off
     # framing jitter (pipeline.video.geometric_jitter): half the training clips shifted / scaled by up to this
@@ -86,50 +88,28 @@ def _as_list(frames: list[np.ndarray]) -> list[np.ndarray]:  # module level: spa
     return frames
 
 
-def freeze(model: torch.nn.Module) -> torch.nn.Module:
-    """Stage I stays exactly as trained: no gradients, eval mode (no dropout) for good."""
-    model.requires_grad_(False)
-    return model.eval()
-
-
-def stage1_outputs(
-    p2g: Pose2Gloss,
-    poses: torch.Tensor,
-    track_mask: torch.Tensor,
-    targets: torch.Tensor,
-    frame_pad: torch.Tensor,
-    text: bool = True,
-    ctc: bool = True,
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Stage I reading tracks (B, T, 1959): its decoder's logits (B, L, V) teacher-forced on `targets` when `text`,
-    its CTC head's frame logits (B, T, V) when `ctc` and the head was trained; None for what was not asked for."""
-    f, z0 = p2g.encode(poses, track_mask)
-    logits = p2g(shift_right(targets), z0, frame_pad) if text else None
-    frame_logits = p2g.ctc_head(f) if ctc and p2g.ctc_trained else None
-    return logits, frame_logits
-
-
 def training_losses(v2p: Video2Pose, p2g: Pose2Gloss, batch: dict, cfg: TrainVideoConfig) -> dict[str, torch.Tensor]:
+    """Every active Stage II loss for one batch (`training.active_losses`)."""
     pred = v2p(batch["frames"], batch["frame_pad"])  # (B, T, 1959)
     out = {}
-    w = cfg.weights
+    on = active_losses(cfg.losses, cfg.weights)
     pad, targets = batch["frame_pad"], batch["targets"]
-    if w.get("recon", 0):
+    if "recon" in on:
         mask = batch["track_mask"]
         if "moved" in batch:  # geometric augmentation: those clips' targets no longer match their frames
             mask = mask & ~batch["moved"][:, None, None]
-        out["recon"] = reconstruction_loss(pred, batch["poses"], mask, v2p.cfg.track_dims)
-    if not (w.get("text", 0) or w.get("ctc", 0) or w.get("distill", 0)):
+        out["recon"] = reconstruction_loss(pred, batch["features"], mask, v2p.cfg.track_dims)
+    if not on & {"text", "ctc", "distill"}:
         return out
     logits, frame_logits = stage1_outputs(
         p2g, pred, predicted_track_mask(p2g, pad), targets, pad,
-        text=bool(w.get("text", 0) or w.get("distill", 0)), ctc=bool(w.get("ctc", 0) or w.get("distill", 0)),
+        text=bool(on & {"text", "distill"}), ctc=bool(on & {"ctc", "distill"}),
     )  # fmt: skip
-    if w.get("text", 0):
+    if "text" in on:
         out["text"] = text_loss(logits, targets, cfg.label_smoothing)
-    if w.get("ctc", 0):  # frame-aligned: every frame's predicted pose must score its gloss
+    if "ctc" in on:  # frame-aligned: every frame's predicted pose must score its gloss
         out["ctc"] = ctc_loss(frame_logits, pad, targets)
-    if w.get("distill", 0):
+    if "distill" in on:
         # Stage I's own outputs on the extracted tracks as soft targets: what it reads from a pose, gloss by gloss
         # and (CTC head) frame by frame, instead of reconstructing every dim of every track
         if "teacher_text" not in batch:
@@ -156,7 +136,7 @@ def teacher_logprobs(p2g: Pose2Gloss, batch: dict) -> dict[str, torch.Tensor]:
     it has one)."""
     pad = batch["frame_pad"]
     mask = batch["track_mask"] & predicted_track_mask(p2g, pad)
-    logits, frame_logits = stage1_outputs(p2g, batch["poses"], mask, batch["targets"], pad)
+    logits, frame_logits = stage1_outputs(p2g, batch["features"], mask, batch["targets"], pad)
     out = {"teacher_text": logits.float().log_softmax(-1)}
     if frame_logits is not None:
         out["teacher_ctc"] = frame_logits.float().log_softmax(-1)
@@ -190,7 +170,7 @@ def validate(
         pad = batch["frame_pad"]
         with autocast(device), video_attention(device):
             pred = v2p(batch["frames"], pad).float()
-        recon += reconstruction_loss(pred, batch["poses"], batch["track_mask"], v2p.cfg.track_dims).item()
+        recon += reconstruction_loss(pred, batch["features"], batch["track_mask"], v2p.cfg.track_dims).item()
         n += 1
         ids = validation_decode(p2g, pred, predicted_track_mask(p2g, pad), pad, best_path=True, seed=cfg.seed)
         hyps += [vocab.decode(row.tolist()) for row in ids]
@@ -211,22 +191,63 @@ def train(
     max_steps: int | None = None,
     work_dir: str | os.PathLike | None = None,
 ) -> dict:
-    """Train (or resume) Stage II against the frozen Stage I checkpoint `pose2gloss`. `max_steps` stops early
-    without finishing (to test kill-and-resume). Checkpoints go to `work_dir` and move to `out_dir` at the end,
-    as in `train_pose2gloss.train`."""
-    t0 = time.perf_counter()
-    final_dir = Path(out_dir)
-    out_dir = Path(work_dir) if work_dir is not None else final_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Train (or resume) Stage II against the frozen, published Stage I model `pose2gloss`; publish `best` to
+    `out_dir`. `max_steps` stops early without finishing (the resume tests); the run lives in `work_dir`
+    (`training.TrainingRun`), as in `train_pose2gloss.train`."""
     device = resolve_device(cfg.device)
     torch.set_num_threads(os.cpu_count() or 1)
     vocab = Vocab.load(Path(corpus) / "vocab.json")
     p2g = freeze(Pose2Gloss.from_checkpoint(pose2gloss, device))
-    if cfg.weights.get("ctc", 0) and not p2g.ctc_trained:
+    if "ctc" in active_losses(cfg.losses, cfg.weights) and not p2g.ctc_trained:
         raise ValueError(
             f"{pose2gloss} was trained without its CTC head (pose2gloss.losses.ctc=false), so the Stage II CTC loss "
-            "has nothing to read: set video2pose.weights.ctc=0"
+            "has nothing to read: set video2pose.losses.ctc=false"
         )
+    model_cfg.track_dims = p2g.cfg.track_dims
+    train_clips, val_clips, cache, skipped = _clips(model_cfg, cfg, p2g, features, corpus, frame_cache)
+    if "distill" in active_losses(cfg.losses, cfg.weights):
+        attach_teacher_outputs(p2g, train_clips, device)
+    torch.manual_seed(cfg.seed)
+    v2p = Video2Pose(model_cfg).to(device)
+    v2p.frame_options = asdict(cache.spec)
+    params = [p for p in v2p.parameters() if p.requires_grad]
+    opt = adamw(params, cfg.lr, cfg.weight_decay, cfg.betas)
+    total = max(1, cfg.epochs * math.ceil(len(train_clips) / cfg.batch_size) // cfg.grad_accum)
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, cfg.warmup_frac, cfg.min_lr_ratio))
+    code = [sys.modules[__name__], video2pose_net, video_module, training_module]
+    fingerprint = run_fingerprint([model_cfg, cfg], code, features, corpus, files=model_paths(pose2gloss))
+    run = TrainingRun(
+        "train_video2pose", work_dir or out_dir, out_dir, fingerprint, total, cfg.seed, live_dir, max_steps,
+        checkpoint_every=cfg.checkpoint_every, model=v2p, optimizer=opt, lr_scheduler=lr_sched,
+    )  # fmt: skip
+    dataset = FrameDataset(train_clips, cache)
+    frames_seen, t_train = 0, time.perf_counter()
+    v2p.train()
+    while run.epoch < cfg.epochs:
+        order = bucket_batches([c.n_frames for c in train_clips], cfg.batch_size,
+                               np.random.default_rng([cfg.seed, run.epoch]))  # fmt: skip
+        todo = run.remaining(order)
+        for idx, frames in zip(todo, _loader(dataset, todo, cfg)):
+            batch = {k: v.to(device) for k, v in collate_clips([train_clips[i] for i in idx], frames).items()}
+            augment(batch, cfg, run.step_generator())
+            frames_seen += int((~batch["frame_pad"]).sum())
+            with autocast(device), video_attention(device):
+                losses = training_losses(v2p, p2g, batch, cfg)
+            loss = sum(cfg.weights[k] * v.float() for k, v in losses.items()) / cfg.grad_accum
+            if run.backward(loss, losses, len(order), cfg.grad_accum) and run.step(params, cfg.clip):
+                return run.stopped()
+        validation = validate(v2p, p2g, val_clips, cache, vocab, cfg) if val_clips else {}
+        run.end_epoch({f"val/{k}": v for k, v in validation.items()})
+    fps = round(frames_seen / max(time.perf_counter() - t_train, 1e-9), 1)  # this run's training loop
+    return run.finish(device) | {"skipped": skipped, "frames_per_second": fps}
+
+
+def _clips(
+    model_cfg: Video2PoseConfig, cfg: TrainVideoConfig, p2g: Pose2Gloss, features: str | os.PathLike,
+    corpus: str | os.PathLike, frame_cache: str | os.PathLike,
+) -> tuple[list[Clip], list[Clip], FrameCache, dict[str, str]]:  # fmt: skip
+    """Train and val clips with their frames cached, sampled as Stage I samples its features, and the skips."""
+    vocab = Vocab.load(Path(corpus) / "vocab.json")
     data_options = {"frame_stride": 1, "max_frames": 1024, **p2g.data_options}
     spec = FrameSpec(model_cfg.img_size, int(data_options["frame_stride"]), int(data_options["max_frames"]))
     cache = FrameCache(frame_cache, spec)
@@ -239,131 +260,19 @@ def train(
         print(f"train_video2pose: skipping {utt}: {reason}")
     if not train_clips:
         raise ValueError("no usable training clips")
+    return train_clips, val_clips, cache, skipped
 
-    if cfg.weights.get("distill", 0):
-        attach_teacher_outputs(p2g, train_clips, device)
-    torch.manual_seed(cfg.seed)
-    v2p = Video2Pose(model_cfg).to(device)
-    params = [p for p in v2p.parameters() if p.requires_grad]
-    opt = adamw(params, cfg.lr, cfg.weight_decay, cfg.betas)
-    batches_per_epoch = math.ceil(len(train_clips) / cfg.batch_size)
-    total = max(1, cfg.epochs * batches_per_epoch // cfg.grad_accum)
-    warmup = max(1, int(cfg.warmup_frac * total))
-    lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, total, warmup, cfg.min_lr_ratio))
-    state = {"epoch": 0, "batch": 0, "step": 0, "best_wer": float("inf"), "history": []}
-    last = out_dir / "last.pt"
-    code = [sys.modules[__name__], video2pose_net, video_module, training_module]
-    fingerprint = run_fingerprint([model_cfg, cfg], code, features, corpus, files=(pose2gloss,))
-    ck = resume_point(last, fingerprint, device, live_dir, "train_video2pose")
-    if ck is not None:
-        v2p.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        lr_sched.load_state_dict(ck["lr_scheduler"])
-        torch.set_rng_state(ck["torch_rng"])
-        state = ck["state"]
-    frame_options = asdict(spec)
 
-    def save(path: Path) -> None:
-        save_atomic(
-            {
-                "model": v2p.state_dict(), "optimizer": opt.state_dict(), "lr_scheduler": lr_sched.state_dict(),
-                "torch_rng": torch.get_rng_state(), "state": state, "model_config": asdict(model_cfg),
-                "frame_options": frame_options, "train_config": asdict(cfg), "fingerprint": fingerprint,
-            },
-            path,
-        )  # fmt: skip
-
-    def save_weights(path: Path) -> None:
-        torch.save({"model": v2p.state_dict(), "model_config": asdict(model_cfg), "frame_options": frame_options},
-                   path)  # fmt: skip
-
-    live = None
-    if live_dir is not None:
-        from dvclive import Live
-
-        live = Live(str(live_dir), resume=ck is not None, save_dvc_exp=False, dvcyaml=None)
-    dataset = FrameDataset(train_clips, cache)
-    loader_kwargs = {}
+def _loader(dataset: FrameDataset, todo: list[list[int]], cfg: TrainVideoConfig) -> torch.utils.data.DataLoader:
+    """The frames of this epoch's remaining batches, read from the cache (in worker processes when asked)."""
+    kwargs = {}
     if cfg.loader_workers:
         spawn = multiprocessing.get_context("spawn")  # not fork: the parent runs torch threads
-        loader_kwargs = {"num_workers": cfg.loader_workers, "multiprocessing_context": spawn}
-    bar = tqdm(total=total, initial=state["step"], desc="train_video2pose", unit="step", mininterval=2.0)
-    steps_this_run, frames_seen, t_train = 0, 0, time.perf_counter()
-    v2p.train()
-    while state["epoch"] < cfg.epochs:
-        order = bucket_batches([c.n_frames for c in train_clips], cfg.batch_size,
-                               np.random.default_rng([cfg.seed, state["epoch"]]))  # fmt: skip
-        todo = order[state["batch"] :]
-        # its own generator: a loader seeds itself from the global RNG otherwise, and a resumed run (which makes
-        # its loader mid-epoch) would then draw different dropout masks than an uninterrupted one
-        loader_rng = torch.Generator().manual_seed(cfg.seed)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_sampler=todo, collate_fn=_as_list, generator=loader_rng, **loader_kwargs
-        )
-        sums: dict[str, float] = {}
-        for idx, frames in zip(todo, loader):
-            batch = {k: v.to(device) for k, v in collate_clips([train_clips[i] for i in idx], frames).items()}
-            # seeded by position in training, so a resumed run draws what an uninterrupted one would
-            aug = torch.Generator().manual_seed(hash((cfg.seed, state["epoch"], state["batch"])) & 0xFFFFFFFF)
-            augment(batch, cfg, aug)
-            frames_seen += int((~batch["frame_pad"]).sum())
-            with autocast(device), video_attention(device):
-                losses = training_losses(v2p, p2g, batch, cfg)
-            loss = sum(cfg.weights[k] * v.float() for k, v in losses.items()) / cfg.grad_accum
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at step {state['step']}")
-            loss.backward()
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v.item()
-            state["batch"] += 1
-            if state["batch"] % cfg.grad_accum == 0 or state["batch"] == len(order):
-                torch.nn.utils.clip_grad_norm_(params, cfg.clip, foreach=True)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                lr_sched.step()
-                state["step"] += 1
-                steps_this_run += 1
-                bar.update()
-                if state["step"] % cfg.checkpoint_every == 0:
-                    save(last)
-                if max_steps is not None and steps_this_run >= max_steps:
-                    save(last)
-                    bar.close()
-                    return {"stopped_at_step": state["step"]}
-        record = {f"train/{k}": v / max(1, len(todo)) for k, v in sums.items()}
-        if val_clips:
-            val = validate(v2p, p2g, val_clips, cache, vocab, cfg)
-            record |= {"val/wer": val["wer"], "val/recon": val["recon"]}
-            if val["wer"] < state["best_wer"]:
-                state["best_wer"] = val["wer"]
-                save_weights(out_dir / "best.pt")
-        record["lr"] = lr_sched.get_last_lr()[0]
-        state["history"].append(record)
-        if live is not None:
-            for k, v in record.items():
-                live.log_metric(k, v)
-            live.next_step()
-        state["epoch"] += 1
-        state["batch"] = 0
-        save(last)
-    bar.close()
-    train_seconds = time.perf_counter() - t_train
-    if not (out_dir / "best.pt").exists():
-        save_weights(out_dir / "best.pt")
-    if live is not None:
-        live.end()
-    publish(out_dir, final_dir)
-    return {
-        "epochs": cfg.epochs,
-        "steps": state["step"],
-        "best_val_wer": state["best_wer"],
-        "final": state["history"][-1] if state["history"] else {},
-        "skipped": skipped,
-        "train_seconds": round(time.perf_counter() - t0, 1),
-        "frames_per_second": round(frames_seen / max(train_seconds, 1e-9), 1),  # this run's training loop
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "device": str(device),
-    }
+        kwargs = {"num_workers": cfg.loader_workers, "multiprocessing_context": spawn}
+    # its own generator: a loader seeds itself from the global RNG otherwise, and a resumed run (which makes its
+    # loader mid-epoch) would then draw different dropout masks than an uninterrupted one
+    rng = torch.Generator().manual_seed(cfg.seed)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=todo, collate_fn=_as_list, generator=rng, **kwargs)
 
 
 def configs_from_params(section: dict, seed: int) -> tuple[Video2PoseConfig, TrainVideoConfig]:
@@ -376,7 +285,7 @@ def configs_from_params(section: dict, seed: int) -> tuple[Video2PoseConfig, Tra
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--pose2gloss", default="models/pose2gloss/best.pt")
+    ap.add_argument("--pose2gloss", default="models/pose2gloss/best", help="the published Stage I model")
     ap.add_argument("--features", default="data/features.zarr")
     ap.add_argument("--corpus", default="data/corpus")
     ap.add_argument("--frame-cache", default="data/frame_cache")

@@ -1,8 +1,18 @@
-"""What the two training stages share: the learning-rate schedule, params parsing, and the resumable work folder.
+"""What the two training stages share: the learning-rate schedule, params parsing, and `TrainingRun`, which owns
+a run's work folder, resume, checkpoints, curves, publishing and summary; each stage keeps its own step loop.
 
 A stage trains in a work folder outside its DVC output (DVC deletes a stage's outputs before rerunning it, not
-the work folder), resumes from `<work>/last.pt` when that checkpoint has the run's fingerprint, and publishes its
-checkpoints to the output folder when it finishes.
+the work folder). `last.pt` there holds everything a killed run needs to continue bit-identically (model,
+optimiser, schedule, RNG streams, position) and the run's fingerprint (params, data, source code); a run resumes
+from it only when the fingerprint matches. What a run publishes to its output folder is weights and their config
+(`pipeline.checkpoints`: safetensors + JSON): no optimiser state, no fingerprint, so editing a comment in the code
+changes no output.
+
+Conventions both stages follow:
+- randomness drawn anew at each batch is seeded by its position: `run.step_rng()` (NumPy) and
+  `run.step_generator()` (torch), from (seed, epoch, batch); a stream that runs across steps is handed to the run
+  (`TrainingRun(..., generators=...)`) and saved in `last.pt`; the global torch RNG (dropout) is saved too;
+- a loss runs when its switch is on and its weight is not zero (`active_losses`).
 """
 
 from __future__ import annotations
@@ -11,13 +21,18 @@ import hashlib
 import json
 import math
 import os
+import resource
 import shutil
+import time
 from dataclasses import asdict, fields
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import torch
+from tqdm import tqdm
 
+from pipeline.checkpoints import save_model
 from pipeline.store import FrameStore
 
 
@@ -27,6 +42,12 @@ def lr_lambda(step: int, total: int, warmup: int, min_ratio: float) -> float:
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def warmup_cosine(total: int, warmup_frac: float, min_ratio: float):
+    """The LambdaLR multiplier of `lr_lambda` for a run of `total` optimiser steps."""
+    warmup = max(1, int(warmup_frac * total))
+    return lambda step: lr_lambda(step, total, warmup, min_ratio)
 
 
 def adamw(
@@ -68,9 +89,9 @@ def run_fingerprint(
     configs: list, code: list[ModuleType], features: str | os.PathLike, corpus: str | os.PathLike,
     files: tuple[str | os.PathLike, ...] = (),
 ) -> str:  # fmt: skip
-    """What a checkpoint must match to be resumed: the config dataclasses, the source of the `code` modules (a
-    fixed bug must retrain, not resume a finished run), the store's index and statistics, the vocabulary, and
-    the content of `files` (e.g. the frozen Stage I checkpoint)."""
+    """What `last.pt` must match to be resumed: the config dataclasses, the source of the `code` modules (a fixed
+    bug must retrain, not resume a finished run), the store's index and statistics, the vocabulary, and the
+    content of `files` (e.g. the frozen Stage I model). It lives in the work folder only, never in an output."""
     h = hashlib.sha256(json.dumps([asdict(c) for c in configs], sort_keys=True, default=str).encode())
     for module in code:
         h.update(Path(module.__file__).read_bytes())
@@ -83,37 +104,189 @@ def run_fingerprint(
     return h.hexdigest()
 
 
-def save_atomic(obj: dict, path: Path) -> None:
-    """torch.save through a temporary file: a run killed while saving never leaves a truncated checkpoint."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def active_losses(switches: dict[str, bool], weights: dict[str, float]) -> set[str]:
+    """The losses a step computes: switched on (`losses.<name>`) with a non-zero weight (`weights.<name>`)."""
+    return {k for k, w in weights.items() if w and switches.get(k, True)}
 
 
-def resume_point(
-    last: Path, fingerprint: str, device: torch.device, live_dir: str | Path | None, stage: str
-) -> dict | None:
-    """The checkpoint to resume from, or None. A `last.pt` written by another run (other params, data or code) is
-    deleted with every checkpoint beside it and the DVCLive folder, so the run starts afresh instead of
-    continuing someone else's optimisation."""
-    if not last.exists():
-        return None
-    ck = torch.load(last, map_location=device, weights_only=False)
-    if ck.get("fingerprint") == fingerprint:
-        return ck
-    print(f"{stage}: {last} is from other params, data or code; starting afresh")
-    for old in last.parent.glob("*.pt"):
-        old.unlink()
-    if live_dir is not None:
-        shutil.rmtree(live_dir, ignore_errors=True)
-    return None
+class TrainingRun:
+    """One training run of a stage: resume, checkpoints, DVCLive curves, publishing and the summary.
 
+    The stage builds its model, optimiser and schedule, hands them over, then runs its own loop:
 
-def publish(work_dir: Path, out_dir: Path) -> None:
-    """Finished: copy the checkpoints to the stage's output and drop the work folder (nothing left to resume)."""
-    if work_dir == out_dir:
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for ck in work_dir.glob("*.pt"):
-        shutil.copy2(ck, out_dir / ck.name)
-    shutil.rmtree(work_dir)
+        run = TrainingRun("train_x", work, out, fingerprint, total, seed, model=m, optimizer=o, lr_scheduler=s)
+        while run.epoch < epochs:
+            order = ...
+            for idx in run.remaining(order):
+                losses = ...                      # the stage's own losses
+                if run.backward(loss, losses, len(order), grad_accum):
+                    if run.step(params, clip):    # True: max_steps reached (a test's simulated kill)
+                        return run.stopped()
+            run.end_epoch({"val/wer": ...})
+        return run.finish(device)
+
+    `quarters=True` also publishes the weights at 25 / 50 / 75 / 100 % of the steps (`q25` ... `q100`, Fig. 3).
+    """
+
+    def __init__(
+        self, stage: str, work_dir: str | os.PathLike, out_dir: str | os.PathLike, fingerprint: str, total_steps: int,
+        seed: int, live_dir: str | os.PathLike | None = None, max_steps: int | None = None, quarters: bool = False,
+        checkpoint_every: int = 50, generators: dict[str, torch.Generator] | None = None, **stateful,
+    ) -> None:  # fmt: skip
+        self.stage, self.fingerprint, self.total, self.seed = stage, fingerprint, total_steps, seed
+        self.work, self.out = Path(work_dir), Path(out_dir)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.max_steps, self.checkpoint_every = max_steps, checkpoint_every
+        self.stateful, self.generators = stateful, generators or {}
+        self.quarters = {round(total_steps * q / 4): f"q{25 * q}" for q in (1, 2, 3, 4)} if quarters else {}
+        self.state = {"epoch": 0, "batch": 0, "step": 0, "best_wer": float("inf"), "history": []}
+        self.t0, self.steps_this_run, self.sums, self.batches_run = time.perf_counter(), 0, {}, 0
+        resumed = self._resume(live_dir)
+        self.live = None
+        if live_dir is not None:
+            from dvclive import Live
+
+            self.live = Live(str(live_dir), resume=resumed, save_dvc_exp=False, dvcyaml=None)
+        self.bar = tqdm(total=total_steps, initial=self.state["step"], desc=stage, unit="step", mininterval=2.0)
+
+    @property
+    def epoch(self) -> int:
+        return self.state["epoch"]
+
+    @property
+    def batch(self) -> int:
+        return self.state["batch"]
+
+    @property
+    def step_count(self) -> int:
+        return self.state["step"]
+
+    def _resume(self, live_dir: str | os.PathLike | None) -> bool:
+        """Continue from `last.pt` when it has this run's fingerprint; otherwise clear the work folder (and the
+        curves) so that nobody else's optimisation is continued. `last.pt` is read without unpickling code."""
+        last = self.work / "last.pt"
+        if not last.exists():
+            return False
+        try:
+            ck = torch.load(last, map_location="cpu", weights_only=True)
+        except Exception as err:  # a truncated or foreign file: never resumed, never executed
+            print(f"{self.stage}: {last} cannot be read safely ({type(err).__name__}); starting afresh")
+            ck = {}
+        if ck.get("fingerprint") != self.fingerprint:
+            print(f"{self.stage}: {last} is from other params, data or code; starting afresh")
+            shutil.rmtree(self.work)
+            self.work.mkdir(parents=True)
+            if live_dir is not None:
+                shutil.rmtree(live_dir, ignore_errors=True)
+            return False
+        for name, obj in self.stateful.items():
+            obj.load_state_dict(ck[name])
+        for name, gen in self.generators.items():
+            gen.set_state(ck["generators"][name])
+        torch.set_rng_state(ck["torch_rng"])
+        self.state = ck["state"]
+        return True
+
+    def step_rng(self) -> np.random.Generator:
+        """NumPy randomness for the current batch, seeded by its position (a resumed run draws the same)."""
+        return np.random.default_rng([self.seed, self.epoch, self.batch])
+
+    def step_generator(self) -> torch.Generator:
+        """torch randomness for the current batch, seeded by its position (a resumed run draws the same)."""
+        return torch.Generator().manual_seed(hash((self.seed, self.epoch, self.batch)) & 0xFFFFFFFF)
+
+    def remaining(self, order: list) -> list:
+        """The batches of this epoch's `order` not yet trained on (all of them unless resumed mid-epoch)."""
+        return order[self.batch :]
+
+    def backward(self, loss: torch.Tensor, losses: dict[str, torch.Tensor], n_batches: int, grad_accum: int) -> bool:
+        """Backpropagate one batch's (weighted, accumulation-scaled) loss and record its parts; True when the
+        optimiser should step (every `grad_accum` batches and at the end of the epoch)."""
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{self.stage}: loss became {loss.item()} at step {self.step_count}")
+        loss.backward()
+        for k, v in losses.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v.item()
+        self.state["batch"] += 1
+        self.batches_run += 1
+        return self.batch % grad_accum == 0 or self.batch == n_batches
+
+    def step(self, params: list[torch.nn.Parameter], clip: float) -> bool:
+        """Clip, step the optimiser and the schedule, checkpoint; True when `max_steps` is reached (`last.pt`
+        saved: what a killed run leaves)."""
+        opt, sched = self.stateful["optimizer"], self.stateful["lr_scheduler"]
+        torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        self.state["step"] += 1
+        self.steps_this_run += 1
+        self.bar.update()
+        if self.step_count in self.quarters:
+            self._save_weights(self.quarters[self.step_count])
+        if self.step_count % self.checkpoint_every == 0:
+            self._save_last()
+        if self.max_steps is not None and self.steps_this_run >= self.max_steps:
+            self._save_last()
+            self.bar.close()
+            return True
+        return False
+
+    def stopped(self) -> dict:
+        return {"stopped_at_step": self.step_count}
+
+    def end_epoch(self, validation: dict[str, float]) -> None:
+        """Log the epoch's mean training losses (over the batches this process trained on), `validation`
+        (`val/wer` chooses `best`) and the learning rate; then move to the next epoch and save `last.pt`."""
+        record = {f"train/{k}": v / max(1, self.batches_run) for k, v in self.sums.items()} | validation
+        if "val/wer" in validation and validation["val/wer"] < self.state["best_wer"]:
+            self.state["best_wer"] = validation["val/wer"]
+            self._save_weights("best")
+        record["lr"] = self.stateful["lr_scheduler"].get_last_lr()[0]
+        self.state["history"].append(record)
+        if self.live is not None:
+            for k, v in record.items():
+                self.live.log_metric(k, v)
+            self.live.next_step()
+        self.state["epoch"] += 1
+        self.state["batch"] = 0
+        self.sums, self.batches_run = {}, 0
+        self._save_last()
+
+    def finish(self, device: torch.device) -> dict:
+        """Publish `best` (the last weights when nothing was validated) and the quarters to the output folder;
+        the summary every stage reports. The work folder keeps `last.pt`: the finished run's state."""
+        self.bar.close()
+        if not self._weights("best").exists():
+            self._save_weights("best")
+        if self.live is not None:
+            self.live.end()
+        if self.work != self.out:
+            self.out.mkdir(parents=True, exist_ok=True)
+            for f in sorted(self.work.glob("*.safetensors")) + sorted(self.work.glob("*.json")):
+                shutil.copy2(f, self.out / f.name)
+        return {
+            "epochs": self.epoch,
+            "steps": self.step_count,
+            "best_val_wer": self.state["best_wer"],
+            "final": self.state["history"][-1] if self.state["history"] else {},
+            "train_seconds": round(time.perf_counter() - self.t0, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "device": str(device),
+        }
+
+    def _weights(self, name: str) -> Path:
+        return self.work / f"{name}.safetensors"
+
+    def _save_weights(self, name: str) -> None:
+        model = self.stateful["model"]
+        save_model(self.work / name, model.state_dict(), model.published_config())
+
+    def _save_last(self) -> None:
+        """`last.pt` through a temporary file: a run killed while saving never leaves a truncated checkpoint."""
+        ck = {name: obj.state_dict() for name, obj in self.stateful.items()}
+        ck |= {"generators": {n: g.get_state() for n, g in self.generators.items()}, "torch_rng": torch.get_rng_state()}
+        ck |= {"state": self.state, "fingerprint": self.fingerprint}
+        tmp = self.work / "last.pt.tmp"
+        torch.save(ck, tmp)
+        os.replace(tmp, self.work / "last.pt")

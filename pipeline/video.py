@@ -17,18 +17,14 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from pipeline.corpus.manifest import read_manifest
 from pipeline.data import Utterance, collate, load_split
+from pipeline.videoio import VideoError, read_frames
 from pipeline.vocab import EOS, Vocab
-
-
-class VideoError(ValueError):
-    """A video that cannot be opened or has no decodable frames."""
 
 
 @dataclass(frozen=True)
@@ -43,31 +39,9 @@ class FrameSpec:
 
 
 def read_video(path: str | os.PathLike, spec: FrameSpec) -> np.ndarray:
-    """(T, size, size, 3) uint8 RGB frames of a video file. Raises VideoError for a corrupt or empty video."""
-    path = Path(path)
-    if not path.exists():
-        raise VideoError(f"{path}: no such video")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise VideoError(f"{path}: cannot open video (corrupt or unsupported)")
-    frames, i = [], 0
-    try:
-        while len(frames) < spec.max_frames:
-            if i % spec.stride:
-                ok = cap.grab()  # skipped frames: demux only, no colour conversion or resize
-            else:
-                ok, bgr = cap.read()
-                if ok:
-                    small = cv2.resize(bgr, (spec.size, spec.size), interpolation=cv2.INTER_AREA)
-                    frames.append(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
-            if not ok:
-                break
-            i += 1
-    finally:
-        cap.release()
-    if not frames:
-        raise VideoError(f"{path}: no decodable frames (empty or corrupt video)")
-    return np.stack(frames)
+    """(T, size, size, 3) uint8 RGB frames of a video file, as `spec` prepares them (`pipeline.videoio`). Raises
+    VideoError for a missing, corrupt or empty video."""
+    return read_frames(path, spec.stride, spec.max_frames, spec.size)
 
 
 class FrameCache:
@@ -141,9 +115,9 @@ class Clip:
     n_frames: int  # frames after stride, equal to the pose targets' length when there are targets
     target: np.ndarray  # (L,) int64: gloss ids then EOS
     glosses: str
-    poses: np.ndarray | None = None  # (n_frames, 1959) float32, normalised like Stage I's input; None at inference
+    features: np.ndarray | None = None  # (n_frames, 1959) float32 pose targets as Stage I reads them; None: inference
     track_mask: np.ndarray | None = None  # (n_frames, 5) bool: which tracks were really extracted
-    # Stage I's log-probabilities reading `poses` (the Stage II distillation targets), when attached:
+    # Stage I's log-probabilities reading `features` (the Stage II distillation targets), when attached:
     teacher_text: np.ndarray | None = None  # (L, V) its decoder's, teacher-forced on `target`
     teacher_ctc: np.ndarray | None = None  # (n_frames, V) its CTC head's
 
@@ -170,10 +144,10 @@ def load_clips(
     rows = manifest[manifest["split"] == split]
     videos = [str(Path(corpus) / v) for v in rows["video"]]
     failed = cache.fill(videos, decode_workers, desc=f"decode {split}")
-    poses = {}
+    targets = {}
     if features is not None:
         for u in load_split(features, corpus, vocab, split, max_len=max_len, **(data_options or {})):
-            poses[u.utt_id] = u
+            targets[u.utt_id] = u
     clips, skipped = [], {}
     for utt_id, video, glosses in zip(rows["utt_id"], videos, rows["glosses"]):
         if video in failed:
@@ -183,13 +157,13 @@ def load_clips(
         ids = np.array(vocab.encode(glosses)[: max_len - 1] + [EOS])
         clip = Clip(utt_id, video, n, ids, glosses)
         if features is not None:
-            u = poses[utt_id]
+            u = targets[utt_id]
             if abs(len(u.features) - n) > 1:  # one frame of slack: containers differ on a trailing frame
                 skipped[utt_id] = f"{video}: {n} frames at stride {cache.spec.stride}, the feature store has "
                 skipped[utt_id] += f"{len(u.features)}"
                 continue
             clip.n_frames = n = min(n, len(u.features))
-            clip.poses, clip.track_mask = u.features[:n], u.track_mask[:n]
+            clip.features, clip.track_mask = u.features[:n], u.track_mask[:n]
         clips.append(clip)
     return clips, skipped
 
@@ -203,7 +177,7 @@ class FrameDataset(torch.utils.data.Dataset):
     """Cached frames of clips, for a DataLoader (its workers read the cache, decoding any video not yet in it)."""
 
     def __init__(self, clips: list[Clip], cache: FrameCache):
-        self.clips = [Clip(c.utt_id, c.video, c.n_frames, c.target, c.glosses) for c in clips]  # no poses to pickle
+        self.clips = [Clip(c.utt_id, c.video, c.n_frames, c.target, c.glosses) for c in clips]  # no targets to pickle
         self.cache = cache
 
     def __len__(self) -> int:
@@ -225,11 +199,10 @@ def pad_frames(frames: list[np.ndarray]) -> dict[str, torch.Tensor]:
 
 
 def collate_clips(clips: list[Clip], frames: list[np.ndarray] | None = None) -> dict[str, torch.Tensor]:
-    """A training batch: pose targets (B, T, 1959), track_mask (B, T, 5), frame_pad (B, T), targets (B, L) (Stage I's
-    `collate`), the attached Stage I log-probabilities teacher_text (B, L, V) / teacher_ctc (B, T, V) when the
-    clips have them, and the padded frames (B, T, H, W, 3) when `frames` is given."""
-    batch = collate([Utterance(c.utt_id, c.poses, c.track_mask, c.target, c.glosses) for c in clips])
-    batch["poses"] = batch.pop("features")
+    """A training batch: pose targets `features` (B, T, 1959), track_mask (B, T, 5), frame_pad (B, T), targets
+    (B, L) (Stage I's `collate`), the attached Stage I log-probabilities teacher_text (B, L, V) / teacher_ctc
+    (B, T, V) when the clips have them, and the padded frames (B, T, H, W, 3) when `frames` is given."""
+    batch = collate([Utterance(c.utt_id, c.features, c.track_mask, c.target, c.glosses) for c in clips])
     L, T = batch["targets"].shape[1], batch["frame_pad"].shape[1]
     if clips[0].teacher_text is not None:
         batch["teacher_text"] = _pad_rows([c.teacher_text for c in clips], L)

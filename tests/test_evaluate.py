@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipeline.evaluate import decode_config, most_frequent_sequence_baseline, per_utterance, split_metrics
+from pipeline.recognition import decode_config, most_frequent_sequence_baseline, per_utterance, split_metrics
 
 
 def test_decode_config_takes_the_top_level_temperature_and_refuses_unknown_keys():
@@ -59,8 +59,8 @@ def test_the_temperature_ablation_computes_each_batch_memory_once_and_decodes_as
 
     from pipeline.data import Utterance
     from pipeline.decoding import DecodeConfig
-    from pipeline.evaluate import pose2gloss_memory, recognize
     from pipeline.nets.pose2gloss import Pose2Gloss, Pose2GlossConfig
+    from pipeline.recognition import pose2gloss_memory, recognize
     from pipeline.temperature_ablation import reused
     from pipeline.vocab import EOS, Vocab
 

@@ -10,6 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import extractors
+from extractors import registry
+from extractors.base import TrackFrames
 from pipeline import extract
 from pipeline.corpus.manifest import MANIFEST_SCHEMA, read_manifest
 from pipeline.fuse import fuse
@@ -103,12 +105,66 @@ def test_corrupt_and_empty_videos_are_skipped_and_the_rest_completes(small_corpu
 
 def test_unbuilt_and_unknown_backends_fail_clearly(small_corpus, tmp_path):
     _, corpus, _ = small_corpus
-    with pytest.raises(NotImplementedError, match="dwpose.backend to simulated"):
+    with pytest.raises(ValueError, match=r"dwpose.backend 'onnx' is not a backend of dwpose; choose auto or one of"):
         extract.extract_track("dwpose", corpus, tmp_path, backend="onnx")
     with pytest.raises(ValueError, match="choose auto or one of"):
         extract.extract_track("sapiens", corpus, tmp_path, backend="holistic")
     with pytest.raises(ValueError, match="unknown track"):
-        extract.resolve_backend("openpose", "auto", corpus)
+        extract.extract_track("openpose", corpus, tmp_path)
+    with pytest.raises(ValueError, match=r"dwpose params: unknown keys \['nosie'\]"):
+        extract.extract_track("dwpose", corpus, tmp_path, params={"nosie": 0.5})
+    with pytest.raises(ValueError, match="dwpose.noise must be >= 0"):
+        extract.extract_track("dwpose", corpus, tmp_path, params={"noise": -1})
+    no_truth = tmp_path / "real"
+    shutil.copytree(corpus, no_truth, ignore=shutil.ignore_patterns("skeleton.zarr"))
+    with pytest.raises(ValueError, match=r"no real dwpose backend is built yet.*dwpose.enabled: false"):
+        extract.extract_track("dwpose", no_truth, tmp_path)
+    with pytest.raises(ValueError, match="needs the synthetic corpus' ground truth"):
+        extract.extract_track("dwpose", no_truth, tmp_path, backend="simulated")
+    assert not list(tmp_path.glob("*.zarr*"))  # refused before any work
+
+
+@registry.register("sapiens", "toy-constant")
+class ConstantParts(registry.Backend):
+    """A toy backend: every cell of the map is class `label` (its one option); utterances of signer `fail` are
+    unreadable."""
+
+    options = {"label": 3, "fail": None}
+
+    def __init__(self, options, corpus_dir, seed):
+        super().__init__(options, corpus_dir, seed)
+        self.label, self.fail = int(options["label"]), options["fail"]
+
+    def extract(self, row, index):
+        if row["signer"] == self.fail:
+            raise OSError(f"cannot read {row['video']}")
+        return TrackFrames(np.full((row["n_frames"], 576), self.label, np.float32), np.ones(row["n_frames"], bool))
+
+    def version(self):
+        return "toy 1.0"
+
+    def weights_hash(self):
+        return "0" * 64
+
+
+def test_a_registered_backend_runs_through_extract_and_is_recorded(small_corpus, tmp_path):
+    _, corpus, _ = small_corpus
+    manifest = read_manifest(corpus)
+    fail = manifest.signer.iloc[0]
+    params = {"backend": "toy-constant", "label": 5, "fail": fail, "enabled": True}
+    report = extract.extract_track("sapiens", corpus, tmp_path, backend="toy-constant", workers=1, params=params)
+    assert report["backend"] == "toy-constant" and report["backend_version"] == "toy 1.0"
+    assert report["weights_sha256"] == "0" * 64
+    assert {s["utt_id"] for s in report["skipped"]} == set(manifest.utt_id[manifest.signer == fail])
+    store = FrameStore(tmp_path / "sapiens.zarr")
+    assert store.attrs["backend"] == "toy-constant" and store.attrs["backend_version"] == "toy 1.0"
+    for u, signer in zip(manifest.utt_id, manifest.signer):
+        mask = store.read(u, "mask")
+        if signer == fail:
+            assert not mask.any() and not store.read(u).any()
+        else:
+            assert mask.all() and (store.read(u) == 5).all()
+    assert "toy-constant" in registry.backends("sapiens") and "toy-constant" not in registry.backends("dwpose")
 
 
 # --- fuse ----------------------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ import pytest
 
 import extractors
 from extractors import dwpose, mediapipe, primedepth, sapiens, smplerx
+from extractors.backends import simulated
+from extractors.backends._ground_truth import GroundTruth
 from extractors.base import HAND21, TrackFrames
-from extractors.simulation import GroundTruth
 from pipeline.corpus.manifest import read_manifest
 from pipeline.corpus.motion import Signer
 from pipeline.corpus.skeleton import (
@@ -24,9 +25,8 @@ from pipeline.corpus.skeleton import (
     head_centre,
     project,
 )
+from pipeline.layout import FUSED
 from pipeline.store import FrameStore
-
-SIMULATED = {"smplerx": smplerx, "dwpose": dwpose, "mediapipe": mediapipe, "primedepth": primedepth, "sapiens": sapiens}
 
 
 # --- layouts -------------------------------------------------------------------------------------------------
@@ -34,8 +34,8 @@ def test_track_layouts_sum_to_1959_in_paper_order():
     assert extractors.TRACK_ORDER == ("smplerx", "dwpose", "mediapipe", "primedepth", "sapiens")
     dims = {t: extractors.LAYOUTS[t].dims for t in extractors.TRACK_ORDER}
     assert dims == {"smplerx": 165, "dwpose": 384, "mediapipe": 258, "primedepth": 576, "sapiens": 576}
-    assert extractors.FUSED_DIMS == 1959
-    slices = extractors.fused_slices()
+    assert FUSED.width == 1959
+    slices = FUSED.slices
     assert slices["smplerx"] == (0, 165) and slices["sapiens"] == (1383, 1959)
     names = [n for t in extractors.TRACK_ORDER for n in extractors.LAYOUTS[t].dim_names]
     assert len(names) == len(set(names)) == 1959
@@ -93,15 +93,14 @@ def _ground_truths(corpus, n=6):
 @pytest.mark.parametrize("track", extractors.TRACK_ORDER)
 def test_simulated_tracks_have_the_layout_and_no_nans(small_corpus, track):
     _, corpus, _ = small_corpus
-    module = SIMULATED[track]
     detected = []
     for gt in _ground_truths(corpus):
-        out = module.simulate(gt, np.random.default_rng(0))
+        out = getattr(simulated, f"simulate_{track}")(gt, np.random.default_rng(0))
         assert out.values.shape == (gt.n_frames, extractors.LAYOUTS[track].dims)
         assert out.values.dtype == np.float32 and np.isfinite(out.values).all()
         assert np.all(out.values[~out.mask] == 0)
         detected += out.mask.tolist()
-        again = module.simulate(gt, np.random.default_rng(0))
+        again = getattr(simulated, f"simulate_{track}")(gt, np.random.default_rng(0))
         assert again.values.tobytes() == out.values.tobytes()  # seeded
     assert 0.9 < np.mean(detected) <= 1.0
 
@@ -109,7 +108,7 @@ def test_simulated_tracks_have_the_layout_and_no_nans(small_corpus, track):
 def test_noise_free_dwpose_is_the_exact_projection(small_corpus):
     _, corpus, _ = small_corpus
     gt = _ground_truths(corpus, 1)[0]
-    kp = dwpose.simulate(gt, np.random.default_rng(0), noise=0.0).values.reshape(gt.n_frames, 128, 3)
+    kp = simulated.simulate_dwpose(gt, np.random.default_rng(0), noise=0.0).values.reshape(gt.n_frames, 128, 3)
     uv, _ = gt.uv_depth
     inside = gt.in_frame(uv[:, P["right_wrist"]])
     np.testing.assert_allclose(kp[inside, 4, 0] * gt.width, uv[inside, P["right_wrist"], 0], atol=1e-3)
@@ -121,9 +120,9 @@ def test_noise_free_dwpose_is_the_exact_projection(small_corpus):
 def test_noise_free_smplerx_is_the_ground_truth_pose(small_corpus):
     _, corpus, _ = small_corpus
     gt = _ground_truths(corpus, 1)[0]
-    out = smplerx.simulate(gt, np.random.default_rng(0), noise=0.0)
+    out = simulated.simulate_smplerx(gt, np.random.default_rng(0), noise=0.0)
     np.testing.assert_allclose(out.values, gt.pose.reshape(gt.n_frames, 165), atol=1e-6)
-    noisy = smplerx.simulate(gt, np.random.default_rng(0), noise=1.0)
+    noisy = simulated.simulate_smplerx(gt, np.random.default_rng(0), noise=1.0)
     err = np.abs(noisy.values - out.values)[noisy.mask]
     assert 0.01 < err.mean() < 0.2  # a few degrees, not garbage
 
@@ -131,8 +130,9 @@ def test_noise_free_smplerx_is_the_ground_truth_pose(small_corpus):
 def test_maps_see_the_body(small_corpus):
     _, corpus, _ = small_corpus
     for gt in _ground_truths(corpus, 3):
-        depth = primedepth.simulate(gt, np.random.default_rng(0), noise=0.0).values.reshape(-1, 24, 24)
-        parts = sapiens.simulate(gt, np.random.default_rng(0), noise=0.0).values.reshape(-1, 24, 24).astype(int)
+        depth = simulated.simulate_primedepth(gt, np.random.default_rng(0), noise=0.0).values.reshape(-1, 24, 24)
+        parts = simulated.simulate_sapiens(gt, np.random.default_rng(0), noise=0.0).values.reshape(-1, 24, 24)
+        parts = parts.astype(int)
         body = parts > 0
         assert 0.1 < body.mean() < 0.7  # the signer fills part of the crop
         assert depth[body].min() >= 0.2 - 1e-6 and depth.max() <= 1.0
@@ -180,7 +180,7 @@ def test_fast_hands_get_lost_more_often(small_corpus):
     fast_lost, slow_lost = [], []
     for gt in _ground_truths(corpus, 40):
         for seed in range(3):
-            v = mediapipe.simulate(gt, np.random.default_rng(seed), noise=3.0)
+            v = simulated.simulate_mediapipe(gt, np.random.default_rng(seed), noise=3.0)
             for side, sl in (("left", mediapipe.LEFT_HAND), ("right", mediapipe.RIGHT_HAND)):
                 lost = ~np.any(v.values[:, sl] != 0, axis=1) & v.mask
                 speed = gt.speed_px(f"{side}_wrist") / gt.height
@@ -200,7 +200,7 @@ def astronaut():
 def test_holistic_finds_pose_and_face_on_a_real_photo(astronaut):
     import mediapipe as mp
 
-    from extractors.mediapipe_holistic import HolisticBackend
+    from extractors.backends.holistic import HolisticBackend
 
     out = HolisticBackend().extract_frames([astronaut])
     assert out.mask.tolist() == [True]
@@ -222,7 +222,7 @@ def test_holistic_finds_pose_and_face_on_a_real_photo(astronaut):
 def test_holistic_on_a_video_tracks_every_frame_and_zeros_missing_hands(astronaut, tmp_path):
     import cv2
 
-    from extractors.mediapipe_holistic import HolisticBackend
+    from extractors.backends.holistic import HolisticBackend
     from pipeline.corpus.render import write_video
 
     frames = np.stack([np.roll(astronaut, 4 * k, axis=1) for k in range(6)])[..., ::-1]  # BGR, a slow pan
@@ -239,7 +239,7 @@ def test_holistic_on_a_video_tracks_every_frame_and_zeros_missing_hands(astronau
 
 
 def test_holistic_refuses_unreadable_videos(tmp_path):
-    from extractors.mediapipe_holistic import HolisticBackend
+    from extractors.backends.holistic import HolisticBackend
 
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)

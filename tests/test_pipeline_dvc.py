@@ -90,9 +90,11 @@ def test_repro_then_nothing_to_do_then_param_change_reruns_prepare(repo):
     out = _dvc("repro", cwd=repo).stdout
     assert _stages_run(out) == {"prepare", "fuse"} | {f"extract@{t}" for t in TRACKS} | TRAINING
     assert (repo / "data/features.zarr").exists()
-    assert {p.name for p in (repo / "models/pose2gloss").glob("*.pt")} >= {"best.pt", "last.pt", "q100.pt"}
-    assert {p.name for p in (repo / "models/video2pose").glob("*.pt")} == {"best.pt", "last.pt"}
-    assert not (repo / "models/.work").exists() or not any((repo / "models/.work").iterdir())
+    published = {f"{n}{e}" for n in ("best", "q25", "q50", "q75", "q100") for e in (".safetensors", ".json")}
+    assert {p.name for p in (repo / "models/pose2gloss").iterdir()} == published
+    assert {p.name for p in (repo / "models/video2pose").iterdir()} == {"best.safetensors", "best.json"}
+    for stage in ("pose2gloss", "video2pose"):  # work state stays outside the outputs
+        assert (repo / "models/.work" / stage / "last.pt").exists()
     assert (repo / "data/corpus/manifest.parquet").exists()
     assert (repo / "metrics/corpus.json").exists() and (repo / "metrics/corpus_preview.png").exists()
     manifest_before = (repo / "data/corpus/manifest.parquet").read_bytes()

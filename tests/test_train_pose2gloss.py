@@ -9,10 +9,10 @@ import pytest
 import torch
 import zarr
 
-import extractors
 from pipeline.data import FeatureStoreError, Utterance, augment, bucket_batches, collate, load_split
 from pipeline.decoding import DecodeConfig
 from pipeline.evaluate import evaluate_pose2gloss
+from pipeline.layout import FUSED
 from pipeline.nets.pose2gloss import Pose2Gloss
 from pipeline.train_pose2gloss import configs_from_params, train
 from pipeline.training import lr_lambda
@@ -52,7 +52,7 @@ def test_single_track_loading_masks_the_others(features):
     vocab = Vocab.load(corpus / "vocab.json")
     data = load_split(store, corpus, vocab, "train", tracks=("dwpose",))
     assert data and all(not u.track_mask[:, [0, 2, 3, 4]].any() for u in data)
-    a, b = extractors.fused_slices()["sapiens"]
+    a, b = FUSED.slices["sapiens"]
     assert all(not u.features[:, a:b].any() for u in data)
     with pytest.raises(ValueError, match="unknown tracks"):
         load_split(store, corpus, vocab, "train", tracks=("openpose",))
@@ -85,14 +85,18 @@ def test_kill_and_resume_gives_the_same_weights(features, tmp_path):
     shutil.rmtree(tmp_path / "resumed", ignore_errors=True)  # DVC deletes a stage's outputs before rerunning it
     m3, t3 = configs_from_params(params, seed=3)
     train(m3, t3, store, corpus, tmp_path / "resumed", work_dir=work)
-    assert not work.exists()  # finished: the checkpoints were published, nothing is left to resume
-    a = torch.load(tmp_path / "whole/last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "resumed/last.pt", weights_only=False)["model"]
+    published = sorted(p.name for p in (tmp_path / "resumed").iterdir())
+    assert published == sorted(
+        f"{n}{ext}" for n in ("best", "q25", "q50", "q75", "q100") for ext in (".json", ".safetensors")
+    )
+    assert not list((tmp_path / "resumed").glob("*.pt"))  # work state (optimiser, fingerprint) is never published
+    a = torch.load(tmp_path / "whole/last.pt", weights_only=True)["model"]
+    b = torch.load(work / "last.pt", weights_only=True)["model"]
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
-    for name in ("q25.pt", "q50.pt", "q75.pt", "q100.pt", "best.pt"):
-        assert (tmp_path / "whole" / name).exists()
+    for name in published:  # bitwise the same published files
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes()
     assert whole["steps"] > 3 and np.isfinite(whole["best_val_wer"])
     curve = (tmp_path / "live/plots/metrics/val/wer.tsv").read_text().splitlines()
     assert len(curve) == 1 + t1.epochs  # header + one validation WER per epoch, for `dvc plots show`
@@ -109,16 +113,16 @@ def test_a_checkpoint_from_other_params_is_not_resumed(features, tmp_path, capsy
     m3, t3 = configs_from_params(dict(TINY_MODEL, lr=3e-4), seed=3)
     fresh = train(m3, t3, store, corpus, tmp_path / "fresh")
     assert summary["steps"] == fresh["steps"]
-    a = torch.load(tmp_path / "out/last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "fresh/last.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "out/last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "fresh/last.pt", weights_only=True)["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
 def _utterance(T=40, seed=0) -> Utterance:
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((T, extractors.FUSED_DIMS)).astype(np.float32)
-    m = np.ones((T, len(extractors.TRACK_ORDER)), bool)
+    x = rng.standard_normal((T, FUSED.width)).astype(np.float32)
+    m = np.ones((T, len(FUSED.tracks)), bool)
     m[5:9, 1] = False  # dwpose lost for a few frames
     x[5:9, 165:549] = 0
     return Utterance("u", x, m, np.array([4, 5, 2]), "A B")
@@ -127,8 +131,8 @@ def _utterance(T=40, seed=0) -> Utterance:
 def test_augment_resamples_speed_and_keeps_the_original():
     u = _utterance()
     before = u.features.copy()
-    fast = augment(u, np.random.default_rng(0), speed=(2.0, 2.0))
-    slow = augment(u, np.random.default_rng(0), speed=(0.5, 0.5))
+    fast = augment(u, np.random.default_rng(0), FUSED.dims, speed=(2.0, 2.0))
+    slow = augment(u, np.random.default_rng(0), FUSED.dims, speed=(0.5, 0.5))
     assert len(fast.features) == 20 and len(slow.features) == 80
     np.testing.assert_array_equal(fast.features[0], u.features[0])
     np.testing.assert_array_equal(fast.features[-1], u.features[-1])
@@ -139,19 +143,19 @@ def test_augment_resamples_speed_and_keeps_the_original():
 
 def test_augment_track_dropout_masks_whole_tracks_and_keeps_one():
     u = _utterance()
-    dims = np.array([extractors.LAYOUTS[t].dims for t in extractors.TRACK_ORDER])
+    dims = np.array(FUSED.dims)
     for seed in range(20):
-        a = augment(u, np.random.default_rng(seed), track_dropout=0.9)
+        a = augment(u, np.random.default_rng(seed), FUSED.dims, track_dropout=0.9)
         kept = a.track_mask.any(0)
         assert kept.sum() >= 1
         np.testing.assert_array_equal(a.features != 0, np.repeat(a.track_mask, dims, axis=1) & (u.features != 0))
-    assert augment(u, np.random.default_rng(0), track_dropout=0.0).track_mask.sum() == u.track_mask.sum()
+    assert augment(u, np.random.default_rng(0), FUSED.dims, track_dropout=0.0).track_mask.sum() == u.track_mask.sum()
 
 
 def test_augment_noise_only_touches_present_values():
     u = _utterance()
-    a = augment(u, np.random.default_rng(0), noise=0.5)
-    present = np.repeat(u.track_mask, [extractors.LAYOUTS[t].dims for t in extractors.TRACK_ORDER], axis=1)
+    a = augment(u, np.random.default_rng(0), FUSED.dims, noise=0.5)
+    present = np.repeat(u.track_mask, FUSED.dims, axis=1)
     diff = a.features - u.features
     assert np.all(diff[~present] == 0)
     assert 0.45 < diff[present].std() < 0.55
@@ -162,18 +166,18 @@ def test_joint_ctc_decoding_needs_a_trained_ctc_head(features, tmp_path):
     joint = DecodeConfig(beam_size=2, ctc_weight=0.5, max_len=8)
     m, t = configs_from_params(dict(TINY_MODEL, epochs=1), seed=3)
     train(m, t, store, corpus, tmp_path / "with")
-    model = Pose2Gloss.from_checkpoint(tmp_path / "with/best.pt")
+    model = Pose2Gloss.from_checkpoint(tmp_path / "with/best")
     assert model.ctc_trained
-    metrics, table = evaluate_pose2gloss(tmp_path / "with/best.pt", store, corpus, joint, splits=("test",))
+    metrics, table = evaluate_pose2gloss(tmp_path / "with/best", store, corpus, joint, splits=("test",))
     assert metrics["test"]["utterances"] == len(table) > 0
     m, t = configs_from_params(dict(TINY_MODEL, epochs=1, losses={"ctc": False}), seed=3)
     train(m, t, store, corpus, tmp_path / "without")
-    model = Pose2Gloss.from_checkpoint(tmp_path / "without/q100.pt")  # the quarter checkpoints know it too
+    model = Pose2Gloss.from_checkpoint(tmp_path / "without/q100.safetensors")  # the quarter checkpoints know it too
     assert not model.ctc_trained
     u = load_split(store, corpus, Vocab.load(corpus / "vocab.json"), "test", **model.data_options)[:2]
     b = collate(u)
     assert model.inference(b["features"], b["track_mask"], b["frame_pad"])[1] is None
     with pytest.raises(ValueError, match="decoding.ctc_weight=0"):
-        evaluate_pose2gloss(tmp_path / "without/best.pt", store, corpus, joint, splits=("test",))
+        evaluate_pose2gloss(tmp_path / "without/best", store, corpus, joint, splits=("test",))
     plain = DecodeConfig(beam_size=2, max_len=8)
-    assert evaluate_pose2gloss(tmp_path / "without/best.pt", store, corpus, plain, splits=("test",))[0]["test"]
+    assert evaluate_pose2gloss(tmp_path / "without/best", store, corpus, plain, splits=("test",))[0]["test"]

@@ -11,21 +11,22 @@ import torch
 
 from pipeline import scoring
 from pipeline.decoding import DecodeConfig
-from pipeline.evaluate import evaluate_video2gloss, pose2gloss_memory, predict_tracks, recognize
+from pipeline.evaluate import evaluate_video2gloss
 from pipeline.nets.losses import text_loss
 from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
 from pipeline.nets.video2pose import Video2Pose
+from pipeline.recognition import pose2gloss_memory, recognize
 from pipeline.train_pose2gloss import configs_from_params as stage1_configs
 from pipeline.train_pose2gloss import train as train_stage1
 from pipeline.train_video2pose import (
     attach_teacher_outputs,
     configs_from_params,
-    freeze,
     train,
     training_losses,
     validate,
 )
 from pipeline.video import FrameCache, FrameSpec, clip_frames, collate_clips, load_clips
+from pipeline.video2gloss import Video2Gloss, freeze
 from pipeline.vocab import Vocab
 
 TINY_STAGE1 = dict(d_track=16, unified_dim=32, unet_channels=[8, 16], d_model=32, n_decoder_layers=1,
@@ -41,11 +42,11 @@ def stage1(features, tmp_path_factory):
     out = tmp_path_factory.mktemp("stage1")
     m, t = stage1_configs(dict(TINY_STAGE1), seed=1)
     train_stage1(m, t, store, corpus, out)
-    return corpus, store, out / "best.pt"
+    return corpus, store, out / "best"
 
 
-def _digest(path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _digest(stem) -> str:
+    return hashlib.sha256(b"".join(stem.with_suffix(e).read_bytes() for e in (".safetensors", ".json"))).hexdigest()
 
 
 def _clips(stage1, tmp_path, split="train"):
@@ -113,9 +114,9 @@ def test_clips_moved_by_geometric_augmentation_leave_the_reconstruction_loss(sta
 def test_clip_targets_are_the_masked_store_frames(stage1, tmp_path):
     _, _, clips, _ = _clips(stage1, tmp_path)
     for c in clips:
-        assert len(c.poses) == len(c.track_mask) == c.n_frames
+        assert len(c.features) == len(c.track_mask) == c.n_frames
         dims = np.array([165, 384, 258, 576, 576])
-        assert not c.poses[~np.repeat(c.track_mask, dims, axis=1)].any()  # no target where a track is missing
+        assert not c.features[~np.repeat(c.track_mask, dims, axis=1)].any()  # no target where a track is missing
     assert any(not c.track_mask.all() for c in clips)  # the simulated sensors do miss frames
 
 
@@ -137,16 +138,18 @@ def test_training_keeps_stage1_unchanged_and_resumes_after_a_kill(stage1, tmp_pa
     }
     m3, t3 = configs_from_params(resumable, seed=5)
     train(m3, t3, *args, tmp_path / "resumed", tmp_path / "cache", work_dir=work)
-    assert not work.exists()
-    a = torch.load(tmp_path / "whole/last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "resumed/last.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "whole/last.pt", weights_only=True)["model"]
+    b = torch.load(work / "last.pt", weights_only=True)["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    for name in ("best.safetensors", "best.json"):  # the published model, bitwise
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes()
+    assert sorted(p.name for p in (tmp_path / "resumed").iterdir()) == ["best.json", "best.safetensors"]
     assert whole["steps"] == t1.epochs * 4  # 28 train clips, batches of 8
     assert np.isfinite(whole["best_val_wer"]) and whole["frames_per_second"] > 0
     assert len((tmp_path / "live/plots/metrics/val/wer.tsv").read_text().splitlines()) == 1 + t1.epochs
     assert (tmp_path / "live/plots/metrics/train/recon.tsv").exists()
-    loaded = Video2Pose.from_checkpoint(tmp_path / "whole/best.pt")
+    loaded = Video2Pose.from_checkpoint(tmp_path / "whole/best")
     assert loaded.frame_options == {"size": 32, "stride": 2, "max_frames": 256}
 
 
@@ -161,7 +164,7 @@ def test_overfits_a_tiny_set(stage1, tmp_path):
     p2g = Pose2Gloss(m1)
     opt = torch.optim.AdamW(p2g.parameters(), lr=3e-3)
     for _ in range(100):
-        _, z0 = p2g.encode(batch["poses"], batch["track_mask"])
+        _, z0 = p2g.encode(batch["features"], batch["track_mask"])
         loss = text_loss(p2g(shift_right(batch["targets"]), z0, batch["frame_pad"]), batch["targets"], 0.0)
         opt.zero_grad()
         loss.backward()
@@ -202,7 +205,7 @@ def test_a_corrupt_video_is_reported_not_fatal(stage1, tmp_path):
     m, t = configs_from_params(dict(TINY, epochs=1), seed=5)
     summary = train(m, t, ck, store, copy, tmp_path / "v2p", tmp_path / "cache2")
     assert list(summary["skipped"]) == [bad_train.utt_id]
-    metrics, table = evaluate_video2gloss(tmp_path / "v2p/best.pt", ck, copy, DecodeConfig(beam_size=2),
+    metrics, table = evaluate_video2gloss(tmp_path / "v2p/best", ck, copy, DecodeConfig(beam_size=2),
                                           tmp_path / "cache2", batch_size=4)  # fmt: skip
     n_test = int((manifest.split == "test").sum())
     assert list(metrics["test"]["skipped"]) == [bad_test.utt_id] and metrics["test"]["utterances"] == n_test
@@ -217,8 +220,8 @@ def test_the_ctc_loss_needs_a_stage1_with_a_trained_ctc_head(features, tmp_path)
     m, t = stage1_configs(dict(TINY_STAGE1, epochs=1, losses={"ctc": False}), seed=1)
     train_stage1(m, t, store, corpus, tmp_path / "stage1")
     m, t = configs_from_params(dict(TINY), seed=5)
-    with pytest.raises(ValueError, match="video2pose.weights.ctc=0"):
-        train(m, t, tmp_path / "stage1/best.pt", store, corpus, tmp_path / "out", tmp_path / "cache")
+    with pytest.raises(ValueError, match="video2pose.losses.ctc=false"):
+        train(m, t, tmp_path / "stage1/best", store, corpus, tmp_path / "out", tmp_path / "cache")
 
 
 def test_validation_decodes_with_the_ctc_head_or_the_decoder(stage1, tmp_path):
@@ -228,7 +231,8 @@ def test_validation_decodes_with_the_ctc_head_or_the_decoder(stage1, tmp_path):
     vocab = Vocab.load(stage1[0] / "vocab.json")
     v2p.eval()  # what evaluate@video2gloss does, to compare with
 
-    tracks = predict_tracks(v2p, p2g, clips, cache)
+    tracks = Video2Gloss(v2p, p2g).predict_tracks(clips, cache)
+    v2p.train()  # Video2Gloss set eval mode; validate must restore training mode itself
 
     def evaluated(strategy: str) -> float:
         rec = recognize(p2g, pose2gloss_memory(p2g), tracks, vocab, DecodeConfig(strategy=strategy), topk=False)

@@ -10,12 +10,13 @@ import pytest
 import timm
 import torch
 
-import extractors
+from pipeline.layout import FUSED
 from pipeline.nets.losses import distillation_loss, reconstruction_loss
-from pipeline.nets.pose2gloss import TRACK_DIMS
 from pipeline.nets.video2pose import Video2Pose, Video2PoseConfig, build_vit
-from pipeline.video import FrameCache, FrameSpec, VideoError, colour_jitter, geometric_jitter, pad_frames, read_video
+from pipeline.video import FrameCache, FrameSpec, colour_jitter, geometric_jitter, pad_frames, read_video
+from pipeline.videoio import VideoError
 
+TRACK_DIMS = FUSED.dims
 TINY = dict(img_size=32, patch_size=16, vit_dim=32, vit_depth=1, vit_heads=2, d_temporal=32, temporal_layers=1,
             temporal_heads=2, dropout=0.0)  # fmt: skip
 
@@ -87,7 +88,7 @@ def test_shapes_through_video2pose(stem, pool, stem_patch):
     frames = torch.randint(0, 256, (2, 5, 32, 32, 3), dtype=torch.uint8)
     pad = torch.tensor([[False] * 5, [False, False, False, True, True]])
     out = model(frames, pad)
-    assert out.shape == (2, 5, extractors.FUSED_DIMS) == (2, 5, sum(TRACK_DIMS))
+    assert out.shape == (2, 5, FUSED.width) == (2, 5, sum(TRACK_DIMS))
     assert torch.isfinite(out).all()
     assert model.vit.patch_embed.grid_size == (2, 2)  # every stem: one token per 16 x 16 pixels
     if stem == "conv":  # the first layer: a 4x4 stride-4 patchify conv, or the first of four 3x3 stride-2 ones
@@ -242,7 +243,7 @@ def test_reconstruction_loss_respects_the_track_mask():
     mask[1, 3] = False  # a padding frame
     assert reconstruction_loss(target.clone(), target, mask, TRACK_DIMS) == 0
     pred = target.clone()
-    a, b = extractors.fused_slices()["dwpose"]
+    a, b = FUSED.slices["dwpose"]
     pred[0, 1, a:b] += 5.0  # wrong only where there is no ground truth
     pred[1, 3] -= 3.0
     assert reconstruction_loss(pred, target, mask, TRACK_DIMS) == 0

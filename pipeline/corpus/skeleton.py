@@ -15,16 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-# --- SMPL-X joints (the 55 of the full pose, in SMPL-X order) -------------------------------------------
-_FINGERS = ("index", "middle", "pinky", "ring", "thumb")  # SMPL-X's own hand-joint order
-JOINT_NAMES: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
-    "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-    "jaw", "left_eye_smplhf", "right_eye_smplhf",
-    *(f"left_{f}{k}" for f in _FINGERS for k in (1, 2, 3)),
-    *(f"right_{f}{k}" for f in _FINGERS for k in (1, 2, 3)),
-)  # fmt: skip
+from extractors.maps import GOLIATH_CLASSES
+from extractors.smplerx import JOINT_NAMES, SMPLX_FINGERS
+
+# --- SMPL-X joints (the 55 of the full pose, in SMPL-X order: the smplerx track's format) ----------------
 J = {name: i for i, name in enumerate(JOINT_NAMES)}
 N_JOINTS = 55
 PARENTS: tuple[int, ...] = (
@@ -39,14 +33,7 @@ POSE_BLOCKS = {
     "reye_pose": (24, 25), "left_hand_pose": (25, 40), "right_hand_pose": (40, 55),
 }  # fmt: skip
 
-# Sapiens body-part classes (Goliath, 28 incl. background), used for rendering colours and part labels.
-GOLIATH_CLASSES: tuple[str, ...] = (
-    "Background", "Apparel", "Face_Neck", "Hair", "Left_Foot", "Left_Hand", "Left_Lower_Arm",
-    "Left_Lower_Leg", "Left_Shoe", "Left_Sock", "Left_Upper_Arm", "Left_Upper_Leg", "Lower_Clothing",
-    "Right_Foot", "Right_Hand", "Right_Lower_Arm", "Right_Lower_Leg", "Right_Shoe", "Right_Sock",
-    "Right_Upper_Arm", "Right_Upper_Leg", "Torso", "Upper_Clothing", "Lower_Lip", "Upper_Lip",
-    "Lower_Teeth", "Upper_Teeth", "Tongue",
-)  # fmt: skip
+# Sapiens body-part classes (the sapiens track's format), used for rendering colours and part labels.
 PART = {name: i for i, name in enumerate(GOLIATH_CLASSES)}
 
 
@@ -112,7 +99,7 @@ def rest_offsets(shape: BodyShape) -> np.ndarray:
         off[J[f"{side}_shoulder"], 0] *= shape.shoulder_width
         off[J[f"{side}_elbow"]] *= shape.arm_length
         off[J[f"{side}_wrist"]] *= shape.arm_length
-        for finger in _FINGERS:
+        for finger in SMPLX_FINGERS:
             for k in (1, 2, 3):
                 off[J[f"{side}_{finger}{k}"]] *= shape.hand_size
     for name in ("jaw", "left_eye_smplhf", "right_eye_smplhf"):

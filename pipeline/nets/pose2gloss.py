@@ -18,17 +18,16 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
+from pipeline.checkpoints import as_tuples, load_model
+from pipeline.layout import FUSED
 from pipeline.vocab import BOS, EOS, PAD
-
-TRACK_DIMS = (165, 384, 258, 576, 576)  # extractors.TRACK_ORDER
 
 
 @dataclass
@@ -36,7 +35,9 @@ class Pose2GlossConfig:
     """Sizes and switches. Defaults are the CPU-sized model; `paper` sizes are in docs/POSE2GLOSS.md."""
 
     vocab_size: int = 104  # special tokens + glosses
-    track_dims: tuple[int, ...] = TRACK_DIMS
+    # the feature layout it reads (pipeline.layout); training sets both from the feature store's attributes
+    track_names: tuple[str, ...] = FUSED.tracks
+    track_dims: tuple[int, ...] = FUSED.dims
     d_track: int = 128  # per-track encoder width (d_h in Eq. 1)
     encoder_kernel: int = 5  # temporal kernel of each E_i (1: per-frame MLP; odd k: two 1-D convs over time)
     n_fusion_heads: int = 4
@@ -248,20 +249,28 @@ class Pose2Gloss(nn.Module):
         self.ctc_head = nn.Linear(cfg.d_track, cfg.vocab_size)  # per-frame gloss scores for the auxiliary CTC loss
         self.ctc_trained = True  # set from the checkpoint: False when trained without the CTC loss
 
+        # how it reads the feature store (tracks, frame_stride, max_frames: `load_split` keywords); set by training
+        self.data_options: dict = {}
+
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Pose2Gloss:
-        """A model saved by `train_pose2gloss` (`best.pt`, `q25.pt`, ..., `last.pt`), in eval mode, with the
-        `data_options` its inputs must be read with."""
-        if not Path(path).exists():
-            raise FileNotFoundError(f"no Pose2Gloss checkpoint at {path}: run the train_pose2gloss stage first")
-        ck = torch.load(path, map_location=map_location, weights_only=False)
-        cfg = Pose2GlossConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ck["model_config"].items()})
-        model = cls(cfg).to(map_location)
-        model.load_state_dict(ck["model"])
-        # how it read the feature store in training (tracks, frame_stride, max_frames): `load_split` keywords
-        model.data_options = dict(ck.get("data_options") or {})
-        model.ctc_trained = bool(ck.get("ctc_trained", False))
+        """A model published by `train_pose2gloss` (`best`, `q25` ... `q100`: `.safetensors` + `.json`), in eval
+        mode, with the `data_options` its inputs must be read with. Nothing in the files is executed."""
+        state, config = load_model(path, map_location)
+        model = cls(Pose2GlossConfig(**as_tuples(config["model_config"]))).to(map_location)
+        model.load_state_dict(state)
+        model.data_options = dict(config.get("data_options") or {})
+        model.ctc_trained = bool(config.get("ctc_trained", False))
         return model.eval()
+
+    def published_config(self) -> dict:
+        """What `from_checkpoint` needs beside the weights."""
+        return {"model_config": asdict(self.cfg), "data_options": self.data_options, "ctc_trained": self.ctc_trained}
+
+    def tracks_read(self) -> list[bool]:
+        """Per track of its layout: whether it was trained to read it (`data_options.tracks`; None: all)."""
+        tracks = self.data_options.get("tracks")
+        return [tracks is None or t in tracks for t in self.cfg.track_names]
 
     def encode(self, x: torch.Tensor, track_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, 1959), (B, T, 5) -> fused features f (B, T, d_track) and z0 = PadMatch(f) (B, T, 2048)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -25,7 +25,9 @@ from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer_hybrid import ConvStem
 from torch import nn
 
-from pipeline.nets.pose2gloss import TRACK_DIMS, timestep_embedding
+from pipeline.checkpoints import as_tuples, load_model
+from pipeline.layout import FUSED
+from pipeline.nets.pose2gloss import timestep_embedding
 
 
 @dataclass
@@ -51,7 +53,7 @@ class Video2PoseConfig:
     pool: str = "tokens"
     token_dim: int = 32
     dropout: float = 0.0  # measured: no worse than 0.1 at the CPU default, and cheaper steps
-    track_dims: tuple[int, ...] = TRACK_DIMS
+    track_dims: tuple[int, ...] = FUSED.dims  # training sets it from the feature store's layout
     pixel_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     pixel_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     extra: dict = field(default_factory=dict)
@@ -138,18 +140,23 @@ class Video2Pose(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1), persistent=False)
 
+        self.frame_options: dict = {}  # how its frames are prepared (FrameSpec: size, stride, max_frames)
+
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Video2Pose:
-        """A model saved by `train_video2pose`, in eval mode; `frame_spec` says how its frames were prepared."""
-        if not Path(path).exists():
-            raise FileNotFoundError(f"no Video2Pose checkpoint at {path}: run the train_video2pose stage first")
-        ck = torch.load(path, map_location=map_location, weights_only=False)
-        cfg = Video2PoseConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ck["model_config"].items()})
+        """A model published by `train_video2pose` (`best`: `.safetensors` + `.json`), in eval mode, with the
+        `frame_options` its frames must be prepared with. Nothing in the files is executed."""
+        state, config = load_model(path, map_location)
+        cfg = Video2PoseConfig(**as_tuples(config["model_config"]))
         cfg.pretrained = None  # the trained weights replace whatever the backbone started from
         model = cls(cfg).to(map_location)
-        model.load_state_dict(ck["model"])
-        model.frame_options = dict(ck.get("frame_options") or {})
+        model.load_state_dict(state)
+        model.frame_options = dict(config.get("frame_options") or {})
         return model.eval()
+
+    def published_config(self) -> dict:
+        """What `from_checkpoint` needs beside the weights."""
+        return {"model_config": asdict(self.cfg), "frame_options": self.frame_options}
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """(N, H, W, 3) uint8 frames -> (N, d_frame) ViT features (Eq. 5): d_v with `avg` pooling,

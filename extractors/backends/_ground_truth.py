@@ -1,7 +1,7 @@
 """Shared machinery of the `simulated` backends: the ground truth as a sensor sees it, and sensor noise.
 
 Each simulated backend reads the synthetic corpus' ground truth (`data/corpus/skeleton.zarr`), views it through
-the same camera that rendered the video, and applies its own noise and failure model (documented in its module).
+the same camera that rendered the video, and applies its own noise and failure model (documented in `simulated.py`).
 Nothing here looks at the glosses: a sensor knows only what is in front of the camera.
 """
 

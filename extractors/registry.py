@@ -1,0 +1,145 @@
+"""Extractor backends: the interface every backend implements and the registry `extract` looks them up in.
+
+A backend is one class, registered for one track under one name:
+
+    @register("dwpose", "onnx")
+    class DWPoseONNX(Backend):
+        options = {"detector": None, "pose_model": None}   # its params and their defaults
+
+        def __init__(self, options, corpus_dir, seed): ...  # open once per worker: load the model
+        def extract(self, row, index) -> TrackFrames: ...   # one utterance of the corpus
+        def version(self) -> str: ...
+        def weights_hash(self) -> str | None: ...
+
+Backends live in the `extractors.backends` package, one module each; every module there is imported on the first
+lookup, so adding a backend is adding a module. Nothing here imports a backend's runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import pkgutil
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+from extractors.base import TrackFrames
+from pipeline.layout import TRACK_ORDER
+
+
+class Backend(ABC):
+    """One way of producing one track from a corpus' utterances."""
+
+    track: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    real: ClassVar[bool] = True  # False: a simulation that needs the synthetic corpus' ground truth
+    options: ClassVar[dict[str, object]] = {}  # params the backend reads from its track's section, with defaults
+
+    def __init__(self, options: dict, corpus_dir: Path, seed: int) -> None:
+        """Open the backend (load models, open stores) once per worker process; `options` has every key of
+        `self.options`."""
+        self.corpus_dir = Path(corpus_dir)
+        self.seed = seed
+
+    @abstractmethod
+    def extract(self, row: dict, index: int) -> TrackFrames:
+        """The track for one manifest row (`row["video"]` is relative to the corpus folder); `index` is the row's
+        position in the manifest. Raise OSError or ValueError for input that cannot be read: it is recorded as a
+        skip and the rest of the corpus goes on."""
+
+    def version(self) -> str:
+        """What ran, in words a reader of the store's attributes understands (library and model versions)."""
+        return f"{self.track}/{self.name}"
+
+    def weights_hash(self) -> str | None:
+        """sha256 of the model weights the backend read (None when it reads none)."""
+        return None
+
+
+_REGISTRY: dict[tuple[str, str], type[Backend]] = {}
+_DISCOVERED = False
+
+
+def register(track: str, name: str, real: bool = True) -> Callable[[type[Backend]], type[Backend]]:
+    """Class decorator: make `cls` the `name` backend of `track` (`<track>.backend: <name>` in params)."""
+    if track not in TRACK_ORDER:
+        raise ValueError(f"unknown track {track!r}; tracks are {list(TRACK_ORDER)}")
+
+    def wrap(cls: type[Backend]) -> type[Backend]:
+        if (track, name) in _REGISTRY and _REGISTRY[(track, name)].__qualname__ != cls.__qualname__:
+            raise ValueError(f"a {name!r} backend of {track} is already registered ({_REGISTRY[(track, name)]})")
+        cls.track, cls.name, cls.real = track, name, real
+        _REGISTRY[(track, name)] = cls
+        return cls
+
+    return wrap
+
+
+def _discover() -> None:
+    """Import every module of `extractors.backends` once, so that their registrations run."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    import extractors.backends as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{info.name}")
+    _DISCOVERED = True
+
+
+def backends(track: str) -> dict[str, type[Backend]]:
+    """{name: class} of every backend registered for `track`."""
+    _discover()
+    return {n: cls for (t, n), cls in sorted(_REGISTRY.items()) if t == track}
+
+
+def lookup(track: str, name: str) -> type[Backend]:
+    """The backend class registered as `name` for `track`; an unknown name is an error naming the param."""
+    found = backends(track)
+    if name not in found:
+        raise ValueError(f"{track}.backend {name!r} is not a backend of {track}; choose auto or one of {sorted(found)}")
+    return found[name]
+
+
+def resolve(track: str, requested: str, synthetic: bool) -> type[Backend]:
+    """`auto` is the simulated backend on the synthetic corpus (it has ground truth) and the real one elsewhere."""
+    if track not in TRACK_ORDER:
+        raise ValueError(f"unknown track {track!r}; tracks are {list(TRACK_ORDER)}")
+    if requested != "auto":
+        cls = lookup(track, requested)
+    elif synthetic:
+        cls = lookup(track, "simulated")
+    else:
+        real = [cls for cls in backends(track).values() if cls.real]
+        if not real:
+            raise ValueError(
+                f"no real {track} backend is built yet, and this corpus has no ground truth to simulate it from: "
+                f"disable the track with {track}.enabled: false"
+            )
+        cls = real[0]
+    if not cls.real and not synthetic:
+        raise ValueError(f"{track}.backend {cls.name} needs the synthetic corpus' ground truth (skeleton.zarr)")
+    return cls
+
+
+def backend_options(track: str, cls: type[Backend], section: dict, shared: set[str]) -> dict:
+    """The backend's options from its track's params section: its defaults overridden by the section. A key no
+    backend of the track reads (and not one of the stage's `shared` keys) is an error naming it."""
+    known = set(shared).union(*(set(c.options) for c in backends(track).values()))
+    if unknown := sorted(set(section) - known):
+        raise ValueError(f"{track} params: unknown keys {unknown}; known keys are {sorted(known)}")
+    return {k: section.get(k, default) for k, default in cls.options.items()}
+
+
+def sha256_files(paths: list[str | os.PathLike]) -> str:
+    """One sha256 over the bytes of `paths`, in the order given (a model's weight files)."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,87 @@
+"""Video2Gloss: Video2Pose (Stage II) then the frozen Pose2Gloss (Stage I), reading what Video2Pose predicts.
+
+Stage II training, `evaluate@video2gloss` and recognition of new videos all run Stage I on predicted tracks
+through this module: the track mask it gives them (`predicted_track_mask`), its teacher-forced outputs
+(`stage1_outputs`) and the batched prediction of every clip's tracks (`Video2Gloss.predict_tracks`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from tqdm import tqdm
+
+from pipeline.data import Utterance, length_batches
+from pipeline.devices import autocast, video_attention
+from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
+from pipeline.nets.video2pose import Video2Pose
+from pipeline.video import Clip, FrameCache, FrameSpec, clip_frames, pad_frames
+
+
+def freeze(model: torch.nn.Module) -> torch.nn.Module:
+    """Stage I stays exactly as trained: no gradients, eval mode (no dropout) for good."""
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def predicted_track_mask(p2g: Pose2Gloss, frame_pad: torch.Tensor) -> torch.Tensor:
+    """(B, T, 5): Video2Pose predicts every track on every real frame; Stage I reads the tracks it was trained on."""
+    use = torch.tensor(p2g.tracks_read(), device=frame_pad.device)
+    return (~frame_pad).unsqueeze(-1) & use
+
+
+def stage1_outputs(
+    p2g: Pose2Gloss,
+    features: torch.Tensor,
+    track_mask: torch.Tensor,
+    targets: torch.Tensor,
+    frame_pad: torch.Tensor,
+    text: bool = True,
+    ctc: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Stage I reading features (B, T, 1959): its decoder's logits (B, L, V) teacher-forced on `targets` when
+    `text`, its CTC head's frame logits (B, T, V) when `ctc` and the head was trained; None for what was not asked
+    for."""
+    f, z0 = p2g.encode(features, track_mask)
+    logits = p2g(shift_right(targets), z0, frame_pad) if text else None
+    frame_logits = p2g.ctc_head(f) if ctc and p2g.ctc_trained else None
+    return logits, frame_logits
+
+
+class Video2Gloss:
+    """Video2Pose then the frozen Stage I: videos -> predicted tracks -> glosses."""
+
+    def __init__(self, video2pose: Video2Pose, pose2gloss: Pose2Gloss) -> None:
+        self.video2pose = video2pose.eval()
+        self.pose2gloss = freeze(pose2gloss)
+
+    @classmethod
+    def from_checkpoints(
+        cls, video2pose: str | os.PathLike, pose2gloss: str | os.PathLike, device: torch.device
+    ) -> Video2Gloss:
+        """The two published models (`models/video2pose/best`, `models/pose2gloss/best`)."""
+        return cls(Video2Pose.from_checkpoint(video2pose, device), Pose2Gloss.from_checkpoint(pose2gloss, device))
+
+    @property
+    def frame_spec(self) -> FrameSpec:
+        """How its frames are prepared (size, and Stage I's frame stride and limit)."""
+        return FrameSpec(**self.video2pose.frame_options)
+
+    @torch.no_grad()
+    def predict_tracks(self, clips: list[Clip], cache: FrameCache, batch_size: int = 32) -> list[Utterance]:
+        """Video2Pose on each clip's cached frames: the tracks it predicts (n_frames, 1959), which Stage I then
+        reads as it reads extracted ones (every track it was trained on, present on every frame), as Utterances
+        in the clips' order."""
+        device = next(self.video2pose.parameters()).device
+        predicted = {}
+        for items in tqdm(length_batches(clips, batch_size), desc="video2pose", unit="batch", mininterval=2.0):
+            batch = pad_frames(clip_frames(items, cache))
+            frames, pad = batch["frames"].to(device), batch["frame_pad"].to(device)
+            with autocast(device), video_attention(device):
+                features = self.video2pose(frames, pad).float().cpu().numpy()  # (B, T, 1959)
+            mask = predicted_track_mask(self.pose2gloss, pad).cpu().numpy()  # (B, T, 5)
+            for b, c in enumerate(items):
+                n = c.n_frames
+                predicted[c.utt_id] = Utterance(c.utt_id, features[b, :n], mask[b, :n], c.target, c.glosses)
+        return [predicted[c.utt_id] for c in clips]
