@@ -22,8 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.evaluate import MODELS, decode_config, pose2gloss_loader, score_splits, video2gloss_loader  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
+from pipeline.recognition import (  # noqa: E402
+    MODELS,
+    decode_config,
+    pose2gloss_loader,
+    score_splits,
+    video2gloss_loader,
+)
 
 SPLITS = ("val", "test", "test_unseen")
 STRATEGIES = {  # name -> DecodeConfig overrides of the params' decoding section
@@ -39,11 +45,11 @@ STRATEGIES = {  # name -> DecodeConfig overrides of the params' decoding section
 def loaded(model: str) -> tuple:
     """The pipeline's trained Stage I checkpoint and each split's tracks it reads, loaded once for every strategy:
     the fused store's for pose2gloss, Video2Pose's predictions (run once) for video2gloss."""
-    corpus, p2g = ROOT / "data/corpus", ROOT / "models/pose2gloss/best.pt"
+    corpus, p2g = ROOT / "data/corpus", ROOT / "models/pose2gloss/best"
     if model == "pose2gloss":
         stage1, load = pose2gloss_loader(p2g, ROOT / "data/features.zarr", corpus)
     else:
-        stage1, load = video2gloss_loader(ROOT / "models/video2pose/best.pt", p2g, corpus, ROOT / "data/frame_cache")
+        stage1, load = video2gloss_loader(ROOT / "models/video2pose/best", p2g, corpus, ROOT / "data/frame_cache")
     return stage1, {split: load(split) for split in SPLITS}
 
 

@@ -3,7 +3,7 @@
     python bench/bench_extract.py [--videos 12] [--repeats 3]
 
 (a) MediaPipe Holistic frames/s: the extract stage (process pool over utterances, store writing included) and
-    its backend alone in this process (`extractors.mediapipe_holistic`) vs pose-format's `video_to_pose`
+    its backend alone in this process (`extractors.backends.holistic`) vs pose-format's `video_to_pose`
     (`pose_format.bin.pose_estimation.pose_video`, writing a .pose file), on the same videos, alternating;
     model complexity 1 for all.
 (b) Reading every utterance of the fused store (`data/features.zarr`) vs one `.npy` file per utterance: time
@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from extractors.mediapipe_holistic import HolisticBackend  # noqa: E402
+from extractors.backends.holistic import HolisticBackend  # noqa: E402
 from pipeline.corpus.manifest import read_manifest  # noqa: E402
 from pipeline.fuse import fuse  # noqa: E402
 from pipeline.store import FrameStore  # noqa: E402

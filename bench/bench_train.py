@@ -5,7 +5,7 @@
 (a) Pose2Gloss training throughput with the `pose2gloss` params of params.yaml: samples/s and optimizer
     steps/s over `--steps` steps (after 5 warm-up steps), median of `--repeats` windows, and peak memory
     (process max RSS on CPU; `torch.cuda.max_memory_allocated` on CUDA).
-(b) Decoding with the trained `models/pose2gloss/best.pt` on the `test` split: per-utterance latency of beam
+(b) Decoding with the trained `models/pose2gloss/best` on the `test` split: per-utterance latency of beam
     search (the params' decoding: beam 5, joint with CTC; one utterance at a time, median), and utterances/s
     when decoding batched (batch 32), for that beam search, the decoder-only beam search (ctc_weight 0) and
     greedy, same run.
@@ -31,10 +31,10 @@ from timing import peak_memory, timed_windows  # noqa: E402  (bench/timing.py)
 
 from pipeline.data import bucket_batches, collate, load_split  # noqa: E402
 from pipeline.devices import autocast, resolve_device  # noqa: E402
-from pipeline.evaluate import decode_config, pose2gloss_memory, recognize  # noqa: E402
 from pipeline.nets.losses import LossWeighting  # noqa: E402
 from pipeline.nets.pose2gloss import Pose2Gloss, make_schedulers  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
+from pipeline.recognition import decode_config, pose2gloss_memory, recognize  # noqa: E402
 from pipeline.train_pose2gloss import configs_from_params, training_losses  # noqa: E402
 from pipeline.training import adamw  # noqa: E402
 from pipeline.vocab import Vocab  # noqa: E402
@@ -79,7 +79,7 @@ def bench_training(params: dict, steps: int, repeats: int, device: torch.device)
 
 
 def bench_decoding(params: dict, repeats: int, device: torch.device) -> dict:
-    model = Pose2Gloss.from_checkpoint(ROOT / "models/pose2gloss/best.pt", device)
+    model = Pose2Gloss.from_checkpoint(ROOT / "models/pose2gloss/best", device)
     vocab = Vocab.load(CORPUS / "vocab.json")
     data = load_split(FEATURES, CORPUS, vocab, "test", max_len=model.cfg.max_len, **model.data_options)
     beam = decode_config(params)
@@ -120,7 +120,7 @@ def main() -> None:
     params = load_params(ROOT / "params.yaml")
     result = {"device": str(device), "torch_threads": torch.get_num_threads(),
               "training": bench_training(params, args.steps, args.repeats, device)}  # fmt: skip
-    if (ROOT / "models/pose2gloss/best.pt").exists():
+    if (ROOT / "models/pose2gloss/best.safetensors").exists():
         result["decoding"] = bench_decoding(params, args.repeats, device)
     out = ROOT / "bench/results/train.json"
     out.parent.mkdir(parents=True, exist_ok=True)

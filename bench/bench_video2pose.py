@@ -2,7 +2,7 @@
 
     python bench/bench_video2pose.py [--steps 30] [--repeats 3] [--device auto]
 
-Needs `make repro` first (reads data/corpus, data/features.zarr and models/pose2gloss/best.pt). All in one run:
+Needs `make repro` first (reads data/corpus, data/features.zarr and models/pose2gloss/best). All in one run:
 
 (a) training: frames/s of Video2Pose training steps (the colour / framing augmentation, forward, the
     `video2pose.weights` losses through the frozen Stage I, backward, AdamW) with the `video2pose` params,
@@ -51,10 +51,9 @@ from pipeline.train_video2pose import (  # noqa: E402
     attach_teacher_outputs,
     augment,
     configs_from_params,
-    freeze,
     training_losses,
 )
-from pipeline.training import adamw  # noqa: E402
+from pipeline.training import active_losses, adamw  # noqa: E402
 from pipeline.video import (  # noqa: E402
     FrameCache,
     FrameDataset,
@@ -64,6 +63,7 @@ from pipeline.video import (  # noqa: E402
     load_clips,
     read_video,
 )  # fmt: skip
+from pipeline.video2gloss import freeze  # noqa: E402
 from pipeline.vocab import Vocab  # noqa: E402
 
 CORPUS, FEATURES = ROOT / "data/corpus", ROOT / "data/features.zarr"
@@ -71,12 +71,12 @@ CORPUS, FEATURES = ROOT / "data/corpus", ROOT / "data/features.zarr"
 
 def bench_training(params: dict, steps: int, repeats: int, device: torch.device, cache_dir: Path) -> dict:
     model_cfg, cfg = configs_from_params(params.get("video2pose", {}), int(params.get("seed", 0)))
-    p2g = freeze(Pose2Gloss.from_checkpoint(ROOT / "models/pose2gloss/best.pt", device))
+    p2g = freeze(Pose2Gloss.from_checkpoint(ROOT / "models/pose2gloss/best", device))
     opts = {"frame_stride": 1, "max_frames": 1024, **p2g.data_options}
     cache = FrameCache(cache_dir, FrameSpec(model_cfg.img_size, opts["frame_stride"], opts["max_frames"]))
     vocab = Vocab.load(CORPUS / "vocab.json")
     clips, _ = load_clips(CORPUS, vocab, "train", cache, FEATURES, opts, p2g.cfg.max_len, cfg.decode_workers)
-    if cfg.weights.get("distill", 0):  # as training does: the teacher outputs once, not at every step
+    if "distill" in active_losses(cfg.losses, cfg.weights):  # as training: the teacher outputs once, not every step
         attach_teacher_outputs(p2g, clips, device)
     order = bucket_batches([c.n_frames for c in clips], cfg.batch_size, np.random.default_rng(0))
     torch.manual_seed(0)

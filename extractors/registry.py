@@ -4,7 +4,7 @@ A backend is one class, registered for one track under one name:
 
     @register("dwpose", "onnx")
     class DWPoseONNX(Backend):
-        options = {"detector": None, "pose_model": None}   # its params and their defaults
+        options = {"detector": None, "pose_model": None}   # its `<track>.options` and their defaults
 
         def __init__(self, options, corpus_dir, seed): ...  # open once per worker: load the model
         def extract(self, row, index) -> TrackFrames: ...   # one utterance of the corpus
@@ -126,13 +126,14 @@ def resolve(track: str, requested: str, synthetic: bool) -> type[Backend]:
     return cls
 
 
-def backend_options(track: str, cls: type[Backend], section: dict, shared: set[str]) -> dict:
-    """The backend's options from its track's params section: its defaults overridden by the section. A key no
-    backend of the track reads (and not one of the stage's `shared` keys) is an error naming it."""
-    known = set(shared).union(*(set(c.options) for c in backends(track).values()))
-    if unknown := sorted(set(section) - known):
-        raise ValueError(f"{track} params: unknown keys {unknown}; known keys are {sorted(known)}")
-    return {k: section.get(k, default) for k, default in cls.options.items()}
+def backend_options(track: str, cls: type[Backend], options: dict) -> dict:
+    """The backend's options (`<track>.options` in params): its defaults overridden by `options`. A key that no
+    backend of the track reads is an error naming it (options of the track's other backends are allowed, so one
+    params file can switch backends)."""
+    known = set().union(*(set(c.options) for c in backends(track).values()))
+    if unknown := sorted(set(options) - known):
+        raise ValueError(f"{track}.options: unknown keys {unknown}; the {track} backends read {sorted(known)}")
+    return {k: options.get(k, default) for k, default in cls.options.items()}
 
 
 def sha256_files(paths: list[str | os.PathLike]) -> str:

@@ -24,17 +24,44 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.corpus.manifest import read_manifest
+from pipeline.data import Utterance
 from pipeline.decoding import DecodeConfig
+from pipeline.devices import resolve_device
+from pipeline.nets.pose2gloss import Pose2Gloss
 from pipeline.params import load_params, write_metrics
 from pipeline.recognition import (
     MODELS,
     SPLITS,
+    Loader,
     decode_config,
     most_frequent_sequence_baseline,
     pose2gloss_loader,
     score_splits,
-    video2gloss_loader,
 )
+from pipeline.video import FrameCache, load_clips
+from pipeline.video2gloss import Video2Gloss
+from pipeline.vocab import Vocab
+
+
+def video2gloss_loader(
+    checkpoint: str | os.PathLike,
+    pose2gloss: str | os.PathLike,
+    corpus: str | os.PathLike,
+    frame_cache: str | os.PathLike,
+    batch_size: int = 32,
+    device: str = "auto",
+) -> tuple[Pose2Gloss, Loader]:
+    """Video2Gloss: the frozen Stage I checkpoint and what it reads, the tracks Video2Pose predicts from a split's
+    videos (`predict_tracks`); videos that cannot be decoded are returned as skipped."""
+    model = Video2Gloss.from_checkpoints(checkpoint, pose2gloss, resolve_device(device))
+    cache = FrameCache(frame_cache, model.frame_spec)
+    vocab = Vocab.load(Path(corpus) / "vocab.json")
+
+    def load(split: str) -> tuple[list[Utterance], dict[str, str]]:
+        clips, skipped = load_clips(corpus, vocab, split, cache, max_len=model.pose2gloss.cfg.max_len)
+        return model.predict_tracks(clips, cache, batch_size), skipped
+
+    return model.pose2gloss, load
 
 
 def evaluate_pose2gloss(

@@ -35,7 +35,6 @@ from pipeline.params import load_params, write_metrics
 from pipeline.store import FrameStore, FrameStoreWriter
 
 BATCH = 32  # at most this many utterances per resumable unit of work
-SHARED_KEYS = {"backend", "enabled"}  # read by the stages, not by a backend
 
 
 @dataclass(frozen=True)
@@ -111,19 +110,19 @@ def _load_batch(path: Path, dims: int) -> list[tuple[str, TrackFrames | None, st
 
 def extract_track(
     track: str, corpus_dir: str | os.PathLike, out_dir: str | os.PathLike, backend: str = "auto", seed: int = 0,
-    workers: int | None = None, report: str | os.PathLike | None = None, params: dict | None = None,
+    workers: int | None = None, report: str | os.PathLike | None = None, options: dict | None = None,
 ) -> dict:  # fmt: skip
     """Extract `track` for every utterance in the manifest with the backend `backend` names (`auto`: see
-    `registry.resolve`), configured by `params` (the track's params section); returns the report (also written
+    `registry.resolve`), configured by `options` (`<track>.options` in params); returns the report (also written
     to `report`)."""
     t0 = time.perf_counter()
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     manifest = read_manifest(corpus_dir)
     cls = registry.resolve(track, backend, synthetic=(corpus_dir / "skeleton.zarr").exists())
-    options = registry.backend_options(track, cls, params or {}, SHARED_KEYS)
+    options = registry.backend_options(track, cls, options or {})
     opened = cls(options, corpus_dir, int(seed))  # fails here, once, on a bad option or a missing model
     ran = {"backend": cls.name, "backend_version": opened.version(), "weights_sha256": opened.weights_hash()}
-    fingerprint = _fingerprint(track, cls.name, seed, manifest, params or {})
+    fingerprint = _fingerprint(track, cls.name, seed, manifest, options)
     parts = _parts_folder(out_dir / f"{track}.zarr.parts", fingerprint)
     rows = manifest.to_dict("records")
     size = max(1, min(BATCH, -(-len(rows) // 64)))  # >= 64 batches to share out; depends on the corpus only
@@ -229,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     section = params.get(args.track, {}) or {}
     summary = extract_track(
         args.track, args.corpus, args.out, backend=section.get("backend", "auto"), seed=params.get("seed", 0),
-        workers=args.workers, report=f"metrics/extract/{args.track}.json", params=section,
+        workers=args.workers, report=f"metrics/extract/{args.track}.json", options=section.get("options") or {},
     )  # fmt: skip
     print(
         f"extract {args.track}: {summary['utterances']} utterances, {summary['frames']} frames, "

@@ -2,8 +2,9 @@
 glosses with the `decoding` params, and scoring the hypotheses (`pipeline.scoring`). `evaluate`,
 `temperature_ablation` and the benchmarks share it.
 
-A loader gives each split's tracks as `Utterance`s (`pose2gloss_loader`: the fused store; `video2gloss_loader`:
-the tracks Video2Pose predicts from the videos), and `score_splits` decodes them all the same way.
+A loader gives each split's tracks as `Utterance`s (`pose2gloss_loader`: the fused store;
+`evaluate.video2gloss_loader`: the tracks Video2Pose predicts from the videos), and `score_splits` decodes them
+all the same way.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from pipeline.data import Utterance, collate, length_batches, load_split, pad_ta
 from pipeline.decoding import CTCPrefixScorer, DecodeConfig, decode
 from pipeline.devices import resolve_device
 from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
-from pipeline.video import FrameCache, load_clips
-from pipeline.video2gloss import Video2Gloss
 from pipeline.vocab import Vocab
 
 SPLITS = ("test", "test_unseen")
@@ -196,24 +195,3 @@ def pose2gloss_loader(
         return load_split(features, corpus, vocab, split, **options), {}
 
     return model, load
-
-
-def video2gloss_loader(
-    checkpoint: str | os.PathLike,
-    pose2gloss: str | os.PathLike,
-    corpus: str | os.PathLike,
-    frame_cache: str | os.PathLike,
-    batch_size: int = 32,
-    device: str = "auto",
-) -> tuple[Pose2Gloss, Loader]:
-    """Video2Gloss: the frozen Stage I checkpoint and what it reads, the tracks Video2Pose predicts from a split's
-    videos (`predict_tracks`); videos that cannot be decoded are returned as skipped."""
-    model = Video2Gloss.from_checkpoints(checkpoint, pose2gloss, resolve_device(device))
-    cache = FrameCache(frame_cache, model.frame_spec)
-    vocab = Vocab.load(Path(corpus) / "vocab.json")
-
-    def load(split: str) -> tuple[list[Utterance], dict[str, str]]:
-        clips, skipped = load_clips(corpus, vocab, split, cache, max_len=model.pose2gloss.cfg.max_len)
-        return model.predict_tracks(clips, cache, batch_size), skipped
-
-    return model.pose2gloss, load

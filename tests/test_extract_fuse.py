@@ -111,10 +111,10 @@ def test_unbuilt_and_unknown_backends_fail_clearly(small_corpus, tmp_path):
         extract.extract_track("sapiens", corpus, tmp_path, backend="holistic")
     with pytest.raises(ValueError, match="unknown track"):
         extract.extract_track("openpose", corpus, tmp_path)
-    with pytest.raises(ValueError, match=r"dwpose params: unknown keys \['nosie'\]"):
-        extract.extract_track("dwpose", corpus, tmp_path, params={"nosie": 0.5})
-    with pytest.raises(ValueError, match="dwpose.noise must be >= 0"):
-        extract.extract_track("dwpose", corpus, tmp_path, params={"noise": -1})
+    with pytest.raises(ValueError, match=r"dwpose.options: unknown keys \['nosie'\]"):
+        extract.extract_track("dwpose", corpus, tmp_path, options={"nosie": 0.5})
+    with pytest.raises(ValueError, match="dwpose.options.noise must be >= 0"):
+        extract.extract_track("dwpose", corpus, tmp_path, options={"noise": -1})
     no_truth = tmp_path / "real"
     shutil.copytree(corpus, no_truth, ignore=shutil.ignore_patterns("skeleton.zarr"))
     with pytest.raises(ValueError, match=r"no real dwpose backend is built yet.*dwpose.enabled: false"):
@@ -151,8 +151,8 @@ def test_a_registered_backend_runs_through_extract_and_is_recorded(small_corpus,
     _, corpus, _ = small_corpus
     manifest = read_manifest(corpus)
     fail = manifest.signer.iloc[0]
-    params = {"backend": "toy-constant", "label": 5, "fail": fail, "enabled": True}
-    report = extract.extract_track("sapiens", corpus, tmp_path, backend="toy-constant", workers=1, params=params)
+    options = {"label": 5, "fail": fail, "noise": 1.0}  # noise: the simulated backend's, allowed beside
+    report = extract.extract_track("sapiens", corpus, tmp_path, backend="toy-constant", workers=1, options=options)
     assert report["backend"] == "toy-constant" and report["backend_version"] == "toy 1.0"
     assert report["weights_sha256"] == "0" * 64
     assert {s["utt_id"] for s in report["skipped"]} == set(manifest.utt_id[manifest.signer == fail])

@@ -118,7 +118,7 @@ def test_repro_then_nothing_to_do_then_param_change_reruns_prepare(repo):
 @pytest.mark.slow
 def test_changing_one_extractor_reruns_only_it_and_fuse(repo):
     _dvc("repro", cwd=repo)
-    _set_params(repo, "dwpose", noise=0.5)
+    _set_params(repo, "dwpose", options={"noise": 0.5})
     assert _stages_run(_dvc("repro", cwd=repo).stdout) == {"extract@dwpose", "fuse"} | TRAINING
     _set_params(repo, "sapiens", enabled=False)  # disabling a track changes nothing upstream: only fuse reruns
     assert _stages_run(_dvc("repro", cwd=repo).stdout) == {"fuse"} | TRAINING

@@ -39,7 +39,7 @@ class SimulatedSensor(Backend):
         super().__init__(options, corpus_dir, seed)
         self.noise = float(options["noise"])
         if self.noise < 0:
-            raise ValueError(f"{self.track}.noise must be >= 0, got {self.noise}")
+            raise ValueError(f"{self.track}.options.noise must be >= 0, got {self.noise}")
         if not (self.corpus_dir / "skeleton.zarr").exists():
             raise ValueError(
                 f"{self.track}.backend simulated needs the synthetic corpus' skeleton.zarr in {self.corpus_dir}"
