@@ -152,6 +152,9 @@ def beam_search(
 ) -> torch.Tensor:
     """Batched beam search; the best finished hypothesis per item by `sum log p / length ** length_penalty`.
 
+    (One function of about 90 lines on purpose: the step loop updates eight tensors of beam state together, token
+    ids, scores, CTC forward variables, finished lists, and splitting it would pass them all between helpers.)
+
     At each step every live beam proposes its 2 x beam_size best continuations; proposals that end with EOS
     become finished hypotheses (scored with the length penalty), the best others become the next beams. An item
     stops when it has `beam_size` finished hypotheses and no live beam can still beat the worst of them (the

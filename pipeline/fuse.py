@@ -62,15 +62,7 @@ def fuse(
     train = np.zeros(n, bool)
     for i in np.flatnonzero(manifest["split"].to_numpy() == "train"):
         train[offsets[i] : offsets[i + 1]] = True
-    mean = np.zeros(FUSED.width)
-    std = np.ones(FUSED.width)
-    for k, t in enumerate(FUSED.tracks):
-        a, b = slices[t]
-        rows = train & mask[:, k]
-        if rows.any():
-            x = values[rows, a:b].astype(np.float64)
-            mean[a:b] = x.mean(0)
-            std[a:b] = np.maximum(x.std(0), MIN_STD)
+    mean, std = train_statistics(values, mask, train)
 
     shapes = {"values": ((FUSED.width,), "float32"), "mask": ((len(FUSED.tracks),), "bool")}
     with FrameStoreWriter(out, shapes) as w:
@@ -94,6 +86,19 @@ def fuse(
         "detected_fraction": {t: round(float(mask[:, k].mean()), 4) for k, t in enumerate(FUSED.tracks)},
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def train_statistics(values: np.ndarray, mask: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dim mean and std (floored at MIN_STD) of each track over its masked-in frames of the train split:
+    values (ΣT, 1959), mask (ΣT, 5), train (ΣT,) -> (1959,), (1959,). A track never present keeps 0 / 1."""
+    mean, std = np.zeros(FUSED.width), np.ones(FUSED.width)
+    for k, (a, b) in enumerate(FUSED.slices.values()):
+        rows = train & mask[:, k]
+        if rows.any():
+            x = values[rows, a:b].astype(np.float64)
+            mean[a:b] = x.mean(0)
+            std[a:b] = np.maximum(x.std(0), MIN_STD)
+    return mean, std
 
 
 def main(argv: list[str] | None = None) -> None:

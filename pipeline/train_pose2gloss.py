@@ -12,8 +12,6 @@ is the resume point of a killed run (`pipeline.training.TrainingRun`). DVCLive c
 
 from __future__ import annotations
 
-import argparse
-import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -43,7 +41,7 @@ from pipeline.nets.losses import (
 )
 from pipeline.nets.pose2gloss import Pose2Gloss, Pose2GlossConfig, make_schedulers, shift_right, snr
 from pipeline.params import load_params, write_metrics
-from pipeline.training import TrainingRun, active_losses, adamw, run_fingerprint, split_params, warmup_cosine
+from pipeline.training import TrainingRun, active_losses, optimiser, run_fingerprint, split_params, stage_parser
 from pipeline.vocab import PAD, Vocab
 
 
@@ -150,15 +148,10 @@ def training_losses(
 
 
 def train(
-    model_cfg: Pose2GlossConfig,
-    cfg: TrainConfig,
-    features: str | os.PathLike,
-    corpus: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    live_dir: str | os.PathLike | None = None,
-    max_steps: int | None = None,
+    model_cfg: Pose2GlossConfig, cfg: TrainConfig, features: str | os.PathLike, corpus: str | os.PathLike,
+    out_dir: str | os.PathLike, live_dir: str | os.PathLike | None = None, max_steps: int | None = None,
     work_dir: str | os.PathLike | None = None,
-) -> dict:
+) -> dict:  # fmt: skip
     """Train (or resume) Stage I; publish `best` and the quarters to `out_dir`. `max_steps` stops early without
     finishing (a simulated kill, for the resume tests). The run lives in `work_dir` (default: `out_dir`), outside
     the stage's DVC output, which DVC deletes before rerunning a stage (`training.TrainingRun`)."""
@@ -181,9 +174,7 @@ def train(
     model.ctc_trained = "ctc" in active_losses(cfg.losses, cfg.weights)  # decoding may use the head only if trained
     weighting = LossWeighting(learnable=cfg.learnable_weights).to(device)
     params = list(model.parameters()) + ([weighting.log_vars] if cfg.learnable_weights else [])
-    opt = adamw(params, cfg.lr, cfg.weight_decay, cfg.betas)
-    total = max(1, cfg.epochs * math.ceil(len(train_data) / cfg.batch_size) // cfg.grad_accum)
-    lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, cfg.warmup_frac, cfg.min_lr_ratio))
+    opt, lr_sched, total = optimiser(params, cfg, len(train_data))
     sched, _ = make_schedulers(model_cfg)
     gen = torch.Generator().manual_seed(cfg.seed)  # noise and scheduled sampling: one stream across steps
     code = [sys.modules[__name__], pose2gloss_net, losses_module, data_module, training_module]
@@ -220,15 +211,7 @@ def configs_from_params(section: dict, seed: int) -> tuple[Pose2GlossConfig, Tra
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--features", default="data/features.zarr")
-    ap.add_argument("--corpus", default="data/corpus")
-    ap.add_argument("--out", default="models/pose2gloss")
-    ap.add_argument("--work", default="models/.work/pose2gloss", help="checkpoints while training (resume point)")
-    ap.add_argument("--metrics", default="metrics/pose2gloss_train.json")
-    ap.add_argument("--live", default="metrics/train_pose2gloss")
-    args = ap.parse_args(argv)
+    args = stage_parser(__doc__, "pose2gloss").parse_args(argv)
     params = load_params(args.params)
     model_cfg, train_cfg = configs_from_params(params.get("pose2gloss", {}) or {}, int(params.get("seed", 0)))
     summary = train(model_cfg, train_cfg, args.features, args.corpus, args.out, args.live, work_dir=args.work)

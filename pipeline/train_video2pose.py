@@ -13,8 +13,6 @@ are decoded once, by a pool of threads, into `data/frame_cache/` (`pipeline.vide
 
 from __future__ import annotations
 
-import argparse
-import math
 import multiprocessing
 import os
 import sys
@@ -38,7 +36,7 @@ from pipeline.nets.losses import ctc_loss, distillation_loss, reconstruction_los
 from pipeline.nets.pose2gloss import Pose2Gloss
 from pipeline.nets.video2pose import Video2Pose, Video2PoseConfig
 from pipeline.params import load_params, write_metrics
-from pipeline.training import TrainingRun, active_losses, adamw, run_fingerprint, split_params, warmup_cosine
+from pipeline.training import TrainingRun, active_losses, optimiser, run_fingerprint, split_params, stage_parser
 from pipeline.video import (
     Clip,
     FrameCache,
@@ -180,17 +178,10 @@ def validate(
 
 
 def train(
-    model_cfg: Video2PoseConfig,
-    cfg: TrainVideoConfig,
-    pose2gloss: str | os.PathLike,
-    features: str | os.PathLike,
-    corpus: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    frame_cache: str | os.PathLike,
-    live_dir: str | os.PathLike | None = None,
-    max_steps: int | None = None,
-    work_dir: str | os.PathLike | None = None,
-) -> dict:
+    model_cfg: Video2PoseConfig, cfg: TrainVideoConfig, pose2gloss: str | os.PathLike, features: str | os.PathLike,
+    corpus: str | os.PathLike, out_dir: str | os.PathLike, frame_cache: str | os.PathLike,
+    live_dir: str | os.PathLike | None = None, max_steps: int | None = None, work_dir: str | os.PathLike | None = None,
+) -> dict:  # fmt: skip
     """Train (or resume) Stage II against the frozen, published Stage I model `pose2gloss`; publish `best` to
     `out_dir`. `max_steps` stops early without finishing (the resume tests); the run lives in `work_dir`
     (`training.TrainingRun`), as in `train_pose2gloss.train`."""
@@ -211,9 +202,7 @@ def train(
     v2p = Video2Pose(model_cfg).to(device)
     v2p.frame_options = asdict(cache.spec)
     params = [p for p in v2p.parameters() if p.requires_grad]
-    opt = adamw(params, cfg.lr, cfg.weight_decay, cfg.betas)
-    total = max(1, cfg.epochs * math.ceil(len(train_clips) / cfg.batch_size) // cfg.grad_accum)
-    lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, cfg.warmup_frac, cfg.min_lr_ratio))
+    opt, lr_sched, total = optimiser(params, cfg, len(train_clips))
     code = [sys.modules[__name__], video2pose_net, video_module, training_module]
     fingerprint = run_fingerprint([model_cfg, cfg], code, features, corpus, files=model_paths(pose2gloss))
     run = TrainingRun(
@@ -283,16 +272,9 @@ def configs_from_params(section: dict, seed: int) -> tuple[Video2PoseConfig, Tra
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default="params.yaml")
+    ap = stage_parser(__doc__, "video2pose")
     ap.add_argument("--pose2gloss", default="models/pose2gloss/best", help="the published Stage I model")
-    ap.add_argument("--features", default="data/features.zarr")
-    ap.add_argument("--corpus", default="data/corpus")
     ap.add_argument("--frame-cache", default="data/frame_cache")
-    ap.add_argument("--out", default="models/video2pose")
-    ap.add_argument("--work", default="models/.work/video2pose", help="checkpoints while training (resume point)")
-    ap.add_argument("--metrics", default="metrics/video2pose_train.json")
-    ap.add_argument("--live", default="metrics/train_video2pose")
     args = ap.parse_args(argv)
     params = load_params(args.params)
     model_cfg, train_cfg = configs_from_params(params.get("video2pose", {}) or {}, int(params.get("seed", 0)))

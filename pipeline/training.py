@@ -17,6 +17,7 @@ Conventions both stages follow:
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -44,10 +45,30 @@ def lr_lambda(step: int, total: int, warmup: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def warmup_cosine(total: int, warmup_frac: float, min_ratio: float):
-    """The LambdaLR multiplier of `lr_lambda` for a run of `total` optimiser steps."""
-    warmup = max(1, int(warmup_frac * total))
-    return lambda step: lr_lambda(step, total, warmup, min_ratio)
+def stage_parser(doc: str, model: str) -> argparse.ArgumentParser:
+    """The command line both training stages share, defaulting to the pipeline's paths for `model`."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--features", default="data/features.zarr")
+    ap.add_argument("--corpus", default="data/corpus")
+    ap.add_argument("--out", default=f"models/{model}", help="where the weights are published")
+    ap.add_argument("--work", default=f"models/.work/{model}", help="the run's state while training (resume point)")
+    ap.add_argument("--metrics", default=f"metrics/{model}_train.json")
+    ap.add_argument("--live", default=f"metrics/train_{model}", help="DVCLive curves")
+    return ap
+
+
+def optimiser(
+    params: list[torch.nn.Parameter], cfg, n_items: int
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR, int]:
+    """AdamW and its schedule (`lr_lambda`) for a stage's training config `cfg` (lr, weight_decay, betas,
+    warmup_frac, min_lr_ratio, epochs, batch_size, grad_accum) over `n_items` training items; and the run's
+    number of optimiser steps."""
+    opt = adamw(params, cfg.lr, cfg.weight_decay, cfg.betas)
+    total = max(1, cfg.epochs * math.ceil(n_items / cfg.batch_size) // cfg.grad_accum)
+    warmup = max(1, int(cfg.warmup_frac * total))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_lambda(step, total, warmup, cfg.min_lr_ratio))
+    return opt, sched, total
 
 
 def adamw(

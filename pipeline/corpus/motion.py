@@ -382,7 +382,11 @@ def _idle_pose(times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def utterance_motion(
     signs: list[Sign], signer: Signer, fps: float, diff: Difficulty, rng: np.random.Generator, continuous: bool = True
 ) -> Motion:
-    """The full-body motion of `signer` producing `signs`, sampled at `fps`."""
+    """The full-body motion of `signer` producing `signs`, sampled at `fps`.
+
+    (One function of over 100 lines on purpose: every random draw of an utterance's motion happens here, in one
+    fixed order that the corpus' bytes depend on (`rng` is seeded per utterance); kept in one place so a change
+    that reorders the draws is visible as such.)"""
     body = Body(signer)
     plans = plan_signs(signs, body, diff, rng, continuous)
     speed, coart = signer.speed, diff.coarticulation if continuous else 0.0
