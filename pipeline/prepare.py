@@ -1,15 +1,16 @@
-"""`prepare` stage: build `data/corpus/` (manifest, vocabulary, videos, ground-truth skeleton) and its preview.
+"""`prepare` stage: build `data/corpus/` (manifest, vocabulary, videos, and what the source adds) and its preview.
 
 python -m pipeline.prepare [--params params.yaml] [--out data/corpus]
+
+`corpus.source` in params selects the source (`pipeline/corpus/sources.py`); its knobs are `corpus.<source>`.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 
 from pipeline.corpus.preview import make_preview
-from pipeline.corpus.synthetic import CorpusConfig, generate_corpus
+from pipeline.corpus.sources import build_corpus
 from pipeline.params import load_params, write_metrics
 
 
@@ -25,14 +26,13 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     if "corpus" not in params:
         raise SystemExit(f"{args.params} has no 'corpus' section")
-    cfg = CorpusConfig.from_params(params["corpus"], seed=params.get("seed", 0))
-    summary = generate_corpus(cfg, args.out, workers=args.workers)
-    write_metrics(args.metrics, asdict(summary))
+    summary = build_corpus(params["corpus"], seed=params.get("seed", 0), out_dir=args.out, workers=args.workers)
+    write_metrics(args.metrics, summary)
     shown = make_preview(args.out, args.preview)
     print(
-        f"prepare: {sum(summary.utterances.values())} utterances {summary.utterances}, "
-        f"{sum(summary.frames.values())} frames, {summary.n_glosses} glosses, "
-        f"{summary.generation_seconds:.1f} s; preview of {shown} in {args.preview}"
+        f"prepare: {summary['source']} corpus, {sum(summary['utterances'].values())} utterances "
+        f"{summary['utterances']}, {sum(summary['frames'].values())} frames, {summary['n_glosses']} glosses, "
+        f"{summary['generation_seconds']:.1f} s; preview of {shown} in {args.preview}"
     )
 
 

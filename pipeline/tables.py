@@ -8,8 +8,8 @@
 Table 3 (BLEU / Top-5 / Best, plus WER) comes from `metrics/pose2gloss.json` and `metrics/video2gloss.json` of the
 current workspace, on `test` and `test_unseen`. Table 5 needs one experiment per column (isolated recognition at
 100 and 300 glosses: Top-1; continuous at 1000 and 2000 glosses: WER); `collect` picks, for each column, the
-experiments whose `corpus.task` and `corpus.n_glosses` match and keeps the most recent one. The README gives the
-queue commands that fill every cell. Cells without a run say so; nothing is filled in by hand.
+experiments whose `corpus.synthetic.task` and `corpus.synthetic.n_glosses` match and keeps the most recent one.
+The README gives the queue commands that fill every cell. Cells without a run say so; nothing is filled in by hand.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ PAPER_TABLE5 = {
     "isolated-100": ("Top-1", 68.02), "isolated-300": ("Top-1", 62.15),
     "continuous-1000": ("WER", 18.6), "continuous-2000": ("WER", 24.3),
 }  # fmt: skip
-TABLE5_COLUMNS = {  # column -> (corpus.task, corpus.n_glosses, metric key)
+TABLE5_COLUMNS = {  # column -> (corpus.synthetic.task, corpus.synthetic.n_glosses, metric key)
     "isolated-100": ("isolated", 100, "top1"), "isolated-300": ("isolated", 300, "top1"),
     "continuous-1000": ("continuous", 1000, "wer"), "continuous-2000": ("continuous", 2000, "wer"),
 }  # fmt: skip
@@ -76,7 +76,8 @@ def table5(runs: dict | None) -> list[str]:
         run = (runs or {}).get(column)
         name, paper = PAPER_TABLE5[column]
         ours = [_fmt(((run or {}).get(m) or {}).get("test", {}).get(key)) for m in MODELS]
-        where = run["experiment"] if run else f"not run (`-S corpus.task={task} -S corpus.n_glosses={n}`)"
+        hint = f"`-S corpus.synthetic.task={task} -S corpus.synthetic.n_glosses={n}`"
+        where = run["experiment"] if run else f"not run ({hint})"
         lines.append(f"| {task}, {n} glosses | {name} | {ours[0]} | {ours[1]} | {paper:.2f} | {where} |")
     return lines
 
@@ -137,7 +138,7 @@ def collect(exp_show: list | dict) -> dict:
     runs: dict = {}
     for e in sorted(found, key=lambda e: str(e["timestamp"])):
         params = ((e["params"] or {}).get("params.yaml") or {}).get("data") or {}
-        corpus = params.get("corpus") or {}
+        corpus = (params.get("corpus") or {}).get("synthetic") or {}
         metrics = {m: ((e["metrics"] or {}).get(f"metrics/{m}.json") or {}).get("data") for m in MODELS}
         if not metrics["pose2gloss"]:
             continue

@@ -6,11 +6,12 @@ import dataclasses
 
 import pytest
 
-from pipeline.corpus.synthetic import CorpusConfig, generate_corpus
+from pipeline.corpus.synthetic import SyntheticConfig, generate_corpus
 
 
-def small_config(**overrides) -> CorpusConfig:
-    """A corpus small enough for tests (seconds), with the default difficulty."""
+def small_config(**overrides) -> SyntheticConfig:
+    """A synthetic corpus small enough for tests (seconds), with the default difficulty. Overrides may set the
+    shared corpus fields (split fractions, `min_train_occurrences`, `seed`) and the synthetic signer's alike."""
     base = dict(
         n_glosses=16,
         n_signers=4,
@@ -25,7 +26,7 @@ def small_config(**overrides) -> CorpusConfig:
         seed=7,
     )
     base.update(overrides)
-    return CorpusConfig(**base)
+    return SyntheticConfig(**base)
 
 
 @pytest.fixture(scope="session")
@@ -52,5 +53,5 @@ def features(small_corpus, tmp_path_factory):
     return corpus, out / "features.zarr"
 
 
-def replace(cfg: CorpusConfig, **kw) -> CorpusConfig:
+def replace(cfg: SyntheticConfig, **kw) -> SyntheticConfig:
     return dataclasses.replace(cfg, **kw)

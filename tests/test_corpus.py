@@ -1,8 +1,12 @@
-"""The synthetic signer corpus: determinism, splits, lexicon, videos, kinematics, gloss strings, bad params."""
+"""Corpora: the synthetic signer (determinism, splits, lexicon, videos, kinematics, gloss strings, bad params), the
+source registry and its params layout, the manifest helpers importers share, and the preview."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
+from pathlib import Path
 
 import av
 import cv2
@@ -11,13 +15,14 @@ import pandas as pd
 import pytest
 from conftest import small_config
 
-from pipeline.corpus import synthetic
+from pipeline.corpus import manifest, preview, sources, synthetic
 from pipeline.corpus.glossary import CONVENTION_GLOSSES, gloss_names
 from pipeline.corpus.manifest import read_manifest
 from pipeline.corpus.motion import Signer
 from pipeline.corpus.phonology import PARAM_FIELDS, Lexicon, differing_params, make_lexicon
+from pipeline.corpus.preview import make_preview
 from pipeline.corpus.skeleton import P, bone_lengths
-from pipeline.corpus.synthetic import SKELETON_LAYOUT, CorpusConfig, generate_corpus
+from pipeline.corpus.synthetic import SKELETON_LAYOUT, SyntheticConfig, generate_corpus
 from pipeline.store import FrameStore
 from pipeline.vocab import Vocab, tokenize
 
@@ -219,7 +224,7 @@ def test_face_reacts_to_non_manual_markers():
     from pipeline.corpus.phonology import Sign
     from pipeline.corpus.skeleton import forward_kinematics
 
-    signer = synthetic.make_signers(CorpusConfig(), np.random.default_rng(0))[0]
+    signer = synthetic.make_signers(SyntheticConfig(), np.random.default_rng(0))[0]
     base = Sign("A", "B", None, "neutral", "hold", 1, "palm_out_up", "one", "none")
     brow = Sign("B", "B", None, "neutral", "hold", 1, "palm_out_up", "one", "brow_raise")
     shake = Sign("C", "B", None, "neutral", "hold", 1, "palm_out_up", "one", "head_shake")
@@ -269,29 +274,22 @@ def test_ik_puts_the_palm_on_reachable_targets():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"n_glosses": 0}, "n_glosses must be at least 1"),
-        ({"width": -64}, "width must be at least 1"),
+        ({"n_glosses": 0}, "corpus.synthetic params: n_glosses must be at least 1"),
+        ({"width": -64}, "corpus.synthetic params: width must be at least 1"),
         ({"height": 0}, "height must be at least 1"),
         ({"width": 63}, "must be even"),
         ({"fps": 0}, "fps must be positive"),
-        ({"source": "asllrp-cloud"}, "source 'asllrp-cloud' is not known"),
         ({"task": "sentences"}, "task 'sentences' is not known"),
         ({"n_unseen_signers": 6}, "n_unseen_signers (6) must be less than n_signers (6)"),
         ({"tokens_per_utterance": (5, 2)}, "tokens_per_utterance"),
-        ({"val_fraction": 0.6, "test_fraction": 0.5}, "sum to less than 1"),
+        ({"val_fraction": 0.6, "test_fraction": 0.5}, "corpus params: val_fraction and test_fraction"),
+        ({"min_train_occurrences": 0}, "corpus params: min_train_occurrences must be at least 1"),
     ],
 )
 def test_bad_params_fail_with_a_clear_message(overrides, message):
-    with pytest.raises(ValueError, match="corpus params") as err:
-        CorpusConfig(**overrides)
+    with pytest.raises(ValueError) as err:
+        SyntheticConfig(**overrides)
     assert message in str(err.value)
-
-
-def test_unknown_param_keys_are_refused():
-    with pytest.raises(ValueError, match=r"unknown keys \['n_glosess'\]"):
-        CorpusConfig.from_params({"n_glosess": 10}, seed=0)
-    with pytest.raises(ValueError, match="difficulty params: unknown keys"):
-        CorpusConfig.from_params({"difficulty": {"easy_mode": True}}, seed=0)
 
 
 def test_too_few_utterances_to_cover_the_lexicon_is_refused(tmp_path):
@@ -326,7 +324,7 @@ def test_a_failure_midway_leaves_the_previous_corpus_intact(small_corpus, tmp_pa
 
 def test_paper_scale_vocabularies_plan_without_rendering():
     """The 2000-gloss preset's lexicon and plans (no video) satisfy the same contracts."""
-    cfg = CorpusConfig(n_glosses=2000, n_utterances=3000, n_unseen_utterances=100, min_train_occurrences=2)
+    cfg = SyntheticConfig(n_glosses=2000, n_utterances=3000, n_unseen_utterances=100, min_train_occurrences=2)
     rng = np.random.default_rng(0)
     signers = synthetic.make_signers(cfg, rng)
     lexicon = make_lexicon(cfg.n_glosses, cfg.difficulty.minimal_pair_fraction, rng)
@@ -339,6 +337,170 @@ def test_paper_scale_vocabularies_plan_without_rendering():
 
 def test_train_contains_a_left_handed_signer():
     for seed in range(5):
-        signers = synthetic.make_signers(CorpusConfig(seed=seed), np.random.default_rng([seed, 0]))
+        signers = synthetic.make_signers(SyntheticConfig(seed=seed), np.random.default_rng([seed, 0]))
         assert any(s.dominant == "left" and s.seen for s in signers)
         assert sum(s.dominant == "left" for s in signers) == 1  # 0.2 x 6 signers
+
+
+# --- the source registry and the params layout ----------------------------------------------------------------
+def _params(**corpus) -> dict:
+    """params.yaml's `corpus` section as it ships (a copy), with keys overridden."""
+    import yaml
+
+    section = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["corpus"]
+    return section | corpus
+
+
+def test_the_shipped_params_parse_into_the_default_synthetic_config():
+    source, cfg = sources.parse_corpus_params(_params(), seed=1234)
+    assert source.name == "synthetic" and source.build is synthetic.build
+    assert cfg == SyntheticConfig(seed=1234, fps=15)  # the dataclass defaults are the shipped params
+
+
+def test_an_unknown_shared_key_is_refused_naming_it_and_the_section():
+    with pytest.raises(ValueError, match=r"^corpus params: unknown keys \['val_fracton'\]"):
+        sources.parse_corpus_params(_params(val_fracton=0.2), seed=0)
+
+
+def test_a_synthetic_knob_left_directly_under_corpus_says_where_it_belongs():
+    with pytest.raises(ValueError) as err:
+        sources.parse_corpus_params(_params(n_glosses=300), seed=0)
+    assert "unknown keys ['n_glosses']" in str(err.value)
+    assert "set corpus.synthetic.n_glosses" in str(err.value)
+
+
+def test_an_unknown_key_in_the_source_subsection_is_refused_naming_it_and_the_section():
+    with pytest.raises(ValueError, match=r"^corpus\.synthetic params: unknown keys \['n_glosess'\]"):
+        sources.parse_corpus_params(_params(synthetic={"n_glosess": 10}), seed=0)
+    with pytest.raises(ValueError, match=r"^corpus\.synthetic\.difficulty params: unknown keys \['easy_mode'\]"):
+        sources.parse_corpus_params(_params(synthetic={"difficulty": {"easy_mode": True}}), seed=0)
+    with pytest.raises(ValueError, match=r"^corpus\.synthetic params: unknown keys \['val_fraction'\]") as err:
+        sources.parse_corpus_params(_params(synthetic={"val_fraction": 0.2}), seed=0)  # a shared key, misplaced
+    assert "set corpus.val_fraction" in str(err.value)
+
+
+def test_an_unknown_source_is_refused_listing_the_registered_ones():
+    with pytest.raises(ValueError) as err:
+        sources.parse_corpus_params(_params(source="asllrp-cloud"), seed=0)
+    assert "source 'asllrp-cloud' is not known" in str(err.value)
+    assert f"set corpus.source to one of {list(sources.registered_sources())}" in str(err.value)
+    assert "'synthetic'" in str(err.value)
+    with pytest.raises(ValueError, match=r"unknown keys \['wlasl'\]"):  # nor a subsection for it
+        sources.parse_corpus_params(_params(wlasl={"json": "x.json"}), seed=0)
+
+
+@dataclass(frozen=True)
+class ToyConfig(sources.CorpusConfig):
+    """A stand-in importer: two utterances of coloured squares."""
+
+    n_frames: int = 8
+    size: int = 32
+
+
+def _toy_build(cfg: ToyConfig, out_dir: Path, workers: int | None) -> dict:
+    rows = []
+    for i, (split, glosses) in enumerate([("train", "HELLO IX-1p #IF"), ("test", "IX-1p HELLO")]):
+        (out_dir / "videos").mkdir(exist_ok=True)
+        video = f"videos/toy{i}.mp4"
+        writer = cv2.VideoWriter(str(out_dir / video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (cfg.size, cfg.size))
+        for t in range(cfg.n_frames):
+            writer.write(np.full((cfg.size, cfg.size, 3), (20 * t + 40 * i + cfg.seed) % 256, np.uint8))
+        writer.release()
+        rows.append({"utt_id": f"toy{i}", "video": video, "glosses": glosses, "split": split, "signer": "p1",
+                     "fps": 10.0, "n_frames": cfg.n_frames, "task": "continuous"})  # fmt: skip
+    vocab = manifest.train_vocabulary(rows, cfg.min_train_occurrences)
+    manifest.write_manifest(rows, out_dir, vocab)
+    return manifest.manifest_summary(rows, vocab)
+
+
+@pytest.fixture
+def toy_source(monkeypatch):
+    """The toy source registered as `toy` for one test (the registry is restored afterwards)."""
+    monkeypatch.setattr(sources, "_REGISTRY", dict(sources.registered_sources()))
+    sources.register_source("toy", config=ToyConfig)(_toy_build)
+    return sources.get_source("toy")
+
+
+def test_a_registered_source_builds_through_the_registry_and_writes_the_contract(toy_source, tmp_path):
+    section = _params(source="toy", min_train_occurrences=1, toy={"n_frames": 6})  # synthetic's subsection stays
+    summary = sources.build_corpus(section, seed=5, out_dir=tmp_path / "corpus")
+    m = read_manifest(tmp_path / "corpus")
+    assert m["utt_id"].tolist() == ["toy0", "toy1"] and m["split"].tolist() == ["train", "test"]
+    assert m["width"].isna().all()  # left out by the source: unknown, not made up
+    vocab = Vocab.load(tmp_path / "corpus" / "vocab.json")
+    assert vocab.glosses == ("#IF", "HELLO", "IX-1p")  # train counts tie: by name
+    cap = cv2.VideoCapture(str(tmp_path / "corpus" / m["video"][1]))
+    assert sum(1 for _ in iter(lambda: cap.read()[0], False)) == 6
+    assert summary["source"] == "toy" and summary["n_glosses"] == 3
+    assert summary["utterances"] == {"train": 1, "val": 0, "test": 1, "test_unseen": 0}
+    assert summary["frames"]["test"] == 6 and summary["tokens"] == {"train": 3, "val": 0, "test": 2, "test_unseen": 0}
+    assert summary["hours"] == round(12 / 10 / 3600, 4) and summary["signers_seen"] == 1
+    resolved = json.loads((tmp_path / "corpus" / "config.json").read_text())
+    assert resolved["corpus"] == {"source": "toy", "val_fraction": 0.1, "test_fraction": 0.1,
+                                  "min_train_occurrences": 1, "toy": {"n_frames": 6, "size": 32}}  # fmt: skip
+    src, cfg = sources.parse_corpus_params(resolved["corpus"], resolved["seed"])
+    assert src is toy_source and cfg == ToyConfig(min_train_occurrences=1, n_frames=6, seed=5)
+    assert not (tmp_path / "corpus.partial").exists()
+
+
+def test_glosses_outside_the_selected_vocabulary_are_refused_and_nothing_is_published(toy_source, tmp_path):
+    section = {"source": "toy", "min_train_occurrences": 2}  # every train gloss occurs once: none is kept
+    with pytest.raises(ValueError, match=r"not in the vocabulary .*corpus\.min_train_occurrences"):
+        sources.build_corpus(section, seed=0, out_dir=tmp_path / "corpus")
+    assert not (tmp_path / "corpus").exists()
+
+
+def test_a_source_name_is_registered_once(toy_source):
+    def other_build(cfg, out_dir, workers):
+        return {}
+
+    with pytest.raises(ValueError, match="'toy' is already registered"):
+        sources.register_source("toy", config=ToyConfig)(other_build)
+    with pytest.raises(ValueError, match="collides with a shared corpus key"):
+        sources.register_source("val_fraction", config=ToyConfig)
+
+
+def test_prepare_stage_builds_from_a_params_file_and_reports_the_summary(tmp_path):
+    import yaml
+
+    from pipeline import prepare
+
+    cfg = small_config(n_utterances=12, n_unseen_utterances=2, n_glosses=8)
+    params = {"seed": cfg.seed, "corpus": cfg.to_params("synthetic")}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "data" / "corpus"
+    args = ["--params", tmp_path / "params.yaml", "--out", out, "--metrics", tmp_path / "corpus.json"]
+    prepare.main([str(a) for a in args] + ["--preview", str(tmp_path / "preview.png"), "--workers", "1"])
+    metrics = json.loads((tmp_path / "corpus.json").read_text())
+    expected = dataclasses.asdict(generate_corpus(cfg, tmp_path / "again", workers=1))
+    assert metrics.keys() == expected.keys()
+    assert {k: v for k, v in metrics.items() if k != "generation_seconds"} == {
+        k: v for k, v in expected.items() if k != "generation_seconds"
+    }
+    assert (out / "manifest.parquet").read_bytes() == (tmp_path / "again" / "manifest.parquet").read_bytes()
+    assert (tmp_path / "preview.png").stat().st_size > 1000
+
+
+# --- preview --------------------------------------------------------------------------------------------------
+def test_preview_without_ground_truth_spreads_frames_and_labels_them_with_the_glosses(toy_source, tmp_path):
+    sources.build_corpus({"source": "toy", "min_train_occurrences": 1, "toy": {"n_frames": 12}}, 0, tmp_path / "c")
+    assert not (tmp_path / "c" / "skeleton.zarr").exists()
+    shown = make_preview(tmp_path / "c", tmp_path / "preview.png", columns=4)
+    assert shown == ["toy0", "toy1"]  # one row per split that has utterances
+    image = cv2.imread(str(tmp_path / "preview.png"))
+    assert image is not None and image.shape[0] > 100 and image.std() > 5
+    picks = preview._even_picks(["A", "B", "C"], n_frames=30, columns=6)
+    assert [f for f, _ in picks] == [4, 8, 12, 16, 20, 24]  # evenly spread, the rest frames at the ends left out
+    assert [label for _, label in picks] == ["≈ A", "≈ A", "≈ B", "≈ B", "≈ C", "≈ C"]
+
+
+def test_preview_with_ground_truth_shows_the_middle_of_each_sign(small_corpus, tmp_path):
+    _, corpus, _ = small_corpus
+    shown = make_preview(corpus, tmp_path / "preview.png", columns=6)
+    m = read_manifest(corpus).set_index("utt_id")
+    assert [m.loc[u, "split"] for u in shown] == ["train", "val", "test", "test_unseen"]
+    token = FrameStore(corpus / "skeleton.zarr").read(shown[0], "token")
+    glosses = m.loc[shown[0], "glosses"].split()
+    picks = preview._aligned_picks(token, glosses, int(m.loc[shown[0], "n_frames"]), 6)
+    assert [label for _, label in picks][: len(glosses)] == glosses[:6]
+    assert all(token[f] == k for k, (f, _) in enumerate(picks[: len(glosses)]))

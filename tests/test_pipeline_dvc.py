@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TRACKS = ("smplerx", "dwpose", "mediapipe", "primedepth", "sapiens")
 TINY_CORPUS = dict(
     n_glosses=10, n_signers=3, n_unseen_signers=1, n_utterances=20, n_unseen_utterances=3,
-    min_train_occurrences=2, tokens_per_utterance=[2, 3], width=48, height=48, fps=10,
+    tokens_per_utterance=[2, 3], width=48, height=48, fps=10,
 )  # fmt: skip
 TINY_POSE2GLOSS = dict(
     d_track=16, unified_dim=32, unet_channels=[8, 16], d_model=32, n_decoder_layers=1, n_decoder_heads=2,
@@ -52,9 +52,12 @@ def _dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProce
     return _run([sys.executable, "-m", "dvc", *args], cwd, check)
 
 
-def _set_params(repo: Path, section: str = "corpus", **values) -> None:
+def _set_params(repo: Path, section: str = "corpus.synthetic", **values) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params[section].update(values)
+    node = params
+    for key in section.split("."):
+        node = node[key]
+    node.update(values)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -73,7 +76,8 @@ def repo(tmp_path) -> Path:
     for name in ("dvc.yaml", "params.yaml", ".gitignore", "metrics/table5_runs.json"):
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, repo / name)
-    _set_params(repo, "corpus", **TINY_CORPUS)
+    _set_params(repo, "corpus.synthetic", **TINY_CORPUS)
+    _set_params(repo, "corpus", min_train_occurrences=2)
     _set_params(repo, "pose2gloss", **TINY_POSE2GLOSS)
     _set_params(repo, "video2pose", **TINY_VIDEO2POSE)
     _run(["git", "init", "-q"], repo)
@@ -159,8 +163,9 @@ def test_table5_queue_sequence_fills_its_cell(repo):
     _run(["git", "add", "-A"], repo)
     _run(["git", "commit", "-qm", "baseline"], repo)
     # isolated, 100 glosses: one clip per sign, every gloss at least twice in train (tiny video, tiny models)
-    _dvc("exp", "run", "--queue", "-n", "iso100", "-S", "corpus.task=isolated", "-S", "corpus.n_glosses=100",
-         "-S", "corpus.n_utterances=260", "-S", "corpus.n_unseen_utterances=10", cwd=repo)  # fmt: skip
+    _dvc("exp", "run", "--queue", "-n", "iso100", "-S", "corpus.synthetic.task=isolated",
+         "-S", "corpus.synthetic.n_glosses=100", "-S", "corpus.synthetic.n_utterances=260",
+         "-S", "corpus.synthetic.n_unseen_utterances=10", cwd=repo)  # fmt: skip
     _dvc("queue", "start", "--jobs", "1", cwd=repo)
     for _ in range(300):  # the queue runs in the background
         status = _dvc("queue", "status", cwd=repo).stdout

@@ -188,7 +188,9 @@ def test_overfits_one_small_batch_to_zero_error(diffusion, seed):
     targets[:, -1] = EOS
     sched, ddim = make_schedulers(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(800):
+    # through the reverse process from noise needs more steps than reading z0 directly (measured: 800 left two of
+    # four sequences wrong at seed 0 on this machine's CPU kernels, 1000 and 1200 decode all)
+    for _ in range(1000 if diffusion else 800):
         f, z0 = model.encode(x, mask)
         if diffusion:
             t = torch.randint(0, 1000, (len(x),))

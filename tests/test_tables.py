@@ -12,7 +12,7 @@ def _exp(name, task, n, wer=None, top1=None, ts="2026-01-01T00:00:00"):
     return {
         "rev": f"rev-{name}", "name": name,
         "data": {"timestamp": ts,
-                 "params": {"params.yaml": {"data": {"corpus": {"task": task, "n_glosses": n}}}},
+                 "params": {"params.yaml": {"data": {"corpus": {"synthetic": {"task": task, "n_glosses": n}}}}},
                  "metrics": {"metrics/pose2gloss.json": {"data": {"test": split}}}},
     }  # fmt: skip
 
@@ -34,7 +34,7 @@ def test_collect_picks_the_latest_matching_experiment_per_column():
     text = "\n".join(tables.table5(runs))
     assert "| isolated, 100 glosses | Top-1 | 61.50 | — | 68.02 | iso100 |" in text
     assert "| continuous, 1000 glosses | WER | 44.40 | — | 18.60 | cont1000 |" in text
-    assert "not run (`-S corpus.task=isolated -S corpus.n_glosses=300`)" in text
+    assert "not run (`-S corpus.synthetic.task=isolated -S corpus.synthetic.n_glosses=300`)" in text
 
 
 def test_render_puts_our_numbers_beside_the_paper(tmp_path):

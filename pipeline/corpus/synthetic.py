@@ -1,6 +1,6 @@
-"""The synthetic signer corpus: signers, utterance plans, splits, and the generator behind `prepare`.
+"""The synthetic signer corpus source (`corpus.source: synthetic`): signers, utterance plans, splits, generator.
 
-What it writes under the corpus directory (contract in DESIGN.md):
+What it writes under the corpus directory (the contract in `manifest.py`, plus the ground truth):
 
 - `manifest.parquet`: one row per utterance (utt_id, video, glosses, split, signer, fps, n_frames, task,
   width, height);
@@ -9,8 +9,10 @@ What it writes under the corpus directory (contract in DESIGN.md):
 - `skeleton.zarr`: the ground-truth state per frame, read by the extractors' `simulated` backends
   (`values` laid out as `SKELETON_LAYOUT`, plus `token`: which gloss of the utterance is being signed).
 
-Everything is a function of the config and its seed: each utterance draws from its own generator seeded
-by (seed, utterance index), so the result does not depend on the number of worker processes.
+Its knobs are `corpus.synthetic` in params.yaml (`SyntheticConfig`); the registry (`sources.py`) adds
+`config.json` and the atomic move into place. Everything is a function of the config and its seed: each utterance
+draws from its own generator seeded by (seed, utterance index), so the result does not depend on the number of
+worker processes.
 """
 
 from __future__ import annotations
@@ -18,27 +20,23 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shutil
-import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from pipeline.corpus.manifest import MANIFEST_SCHEMA, SPLITS
+from pipeline.corpus.manifest import manifest_summary, write_manifest
 from pipeline.corpus.motion import Difficulty, Signer, utterance_motion
 from pipeline.corpus.phonology import Lexicon, make_lexicon
 from pipeline.corpus.render import make_background, make_camera, render_frames, write_video
 from pipeline.corpus.skeleton import CAMERA_DIMS, JOINT_NAMES, PARENTS, POINT_NAMES, BodyShape, J, forward_kinematics
+from pipeline.corpus.sources import CorpusConfig, build_source, register_source
 from pipeline.store import FrameStoreWriter
 from pipeline.vocab import Vocab
 
-SOURCES = ("synthetic",)
 TASKS = ("continuous", "isolated", "mixed")
 
 # Ground-truth skeleton store: per-frame vector layout (slices into `values`).
@@ -53,10 +51,10 @@ SKELETON_DIMS = 593
 
 
 @dataclass(frozen=True)
-class CorpusConfig:
-    """The `corpus` section of params.yaml (see docs/CORPUS.md for what each knob does)."""
+class SyntheticConfig(CorpusConfig):
+    """`corpus.synthetic` in params.yaml (see docs/CORPUS.md for what each knob does), plus the shared corpus
+    fields (split fractions, `min_train_occurrences`, seed) it inherits."""
 
-    source: str = "synthetic"
     task: str = "continuous"  # continuous utterances, isolated signs, or a mix
     isolated_fraction: float = 0.3  # share of isolated clips when task is "mixed"
     n_glosses: int = 100
@@ -64,26 +62,22 @@ class CorpusConfig:
     n_unseen_signers: int = 1  # held out entirely: they appear only in test_unseen
     n_utterances: int = 600  # by the seen signers, split into train / val / test
     n_unseen_utterances: int = 60
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    min_train_occurrences: int = 3  # every gloss occurs at least this often in train
     tokens_per_utterance: tuple[int, int] = (3, 7)  # continuous utterance length range (inclusive)
     zipf_exponent: float = 1.0  # gloss frequencies follow 1 / rank**s
     width: int = 128
     height: int = 128
     fps: float = 15.0
     difficulty: Difficulty = field(default_factory=Difficulty)
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        def bad(msg: str) -> None:
-            raise ValueError(f"corpus params: {msg}")
+        super().__post_init__()
 
-        if self.source not in SOURCES:
-            bad(f"source {self.source!r} is not known; choose one of {list(SOURCES)}")
+        def bad(msg: str) -> None:
+            raise ValueError(f"corpus.synthetic params: {msg}")
+
         if self.task not in TASKS:
             bad(f"task {self.task!r} is not known; choose one of {list(TASKS)}")
-        for name in ("n_glosses", "n_signers", "n_utterances", "width", "height", "min_train_occurrences"):
+        for name in ("n_glosses", "n_signers", "n_utterances", "width", "height"):
             if int(getattr(self, name)) < 1:
                 bad(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.n_unseen_utterances < 0 or self.n_unseen_signers < 0:
@@ -99,31 +93,26 @@ class CorpusConfig:
         lo, hi = self.tokens_per_utterance
         if not 1 <= lo <= hi:
             bad(f"tokens_per_utterance must be [min, max] with 1 <= min <= max, got {list(self.tokens_per_utterance)}")
-        if not (0 <= self.val_fraction and 0 <= self.test_fraction and self.val_fraction + self.test_fraction < 1):
-            bad("val_fraction and test_fraction must be non-negative and sum to less than 1")
         if not 0 <= self.isolated_fraction <= 1:
             bad(f"isolated_fraction must be in [0, 1], got {self.isolated_fraction}")
         if not 0 <= self.difficulty.minimal_pair_fraction <= 1:
             bad("difficulty.minimal_pair_fraction must be in [0, 1]")
 
     @classmethod
-    def from_params(cls, section: dict, seed: int) -> CorpusConfig:
-        """Build from params.yaml's `corpus` section; unknown keys are an error, not silently ignored."""
-        section = dict(section)
-        known = {f.name for f in fields(cls)} - {"seed"}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ValueError(f"corpus params: unknown keys {unknown}; known keys are {sorted(known)}")
-        diff = dict(section.pop("difficulty", {}) or {})
+    def parse_own(cls, own: dict, where: str) -> dict:
+        """YAML lists -> tuples, and the `difficulty` subsection -> `Difficulty` (its unknown keys refused too).
+        Values keep their YAML types otherwise (`fps: 15` stays an int, as the corpus bytes were made with)."""
+        own = dict(own)
+        diff = dict(own.pop("difficulty", {}) or {})
         dknown = {f.name for f in fields(Difficulty)}
-        if sorted(set(diff) - dknown):
-            raise ValueError(f"corpus.difficulty params: unknown keys {sorted(set(diff) - dknown)}")
+        if unknown := sorted(set(diff) - dknown):
+            raise ValueError(f"{where}.difficulty params: unknown keys {unknown}; known keys are {sorted(dknown)}")
         for k in ("speed_range", "amplitude_range"):
             if k in diff:
                 diff[k] = tuple(diff[k])
-        if "tokens_per_utterance" in section:
-            section["tokens_per_utterance"] = tuple(section["tokens_per_utterance"])
-        return cls(**section, difficulty=Difficulty(**diff), seed=int(seed))
+        if "tokens_per_utterance" in own:
+            own["tokens_per_utterance"] = tuple(own["tokens_per_utterance"])
+        return {**own, "difficulty": Difficulty(**diff)}
 
 
 # --- signers -----------------------------------------------------------------------------------------------
@@ -142,7 +131,7 @@ SHIRT_COLOURS = (
 WALL_COLOURS = ((200, 200, 200), (170, 190, 200), (150, 165, 140), (190, 172, 152), (115, 112, 120), (212, 222, 228))
 
 
-def make_signers(cfg: CorpusConfig, rng: np.random.Generator) -> list[Signer]:
+def make_signers(cfg: SyntheticConfig, rng: np.random.Generator) -> list[Signer]:
     """`n_signers` signers; the last `n_unseen_signers` are held out. Spreads are scaled by the difficulty knobs."""
     d = cfg.difficulty
     n_left = max(1 if cfg.n_signers >= 3 else 0, int(round(d.left_handed_fraction * cfg.n_signers)))
@@ -209,7 +198,7 @@ def zipf_probabilities(n: int, s: float, rng: np.random.Generator) -> np.ndarray
     return p / p.sum()
 
 
-def plan_utterances(cfg: CorpusConfig, signers: list[Signer], rng: np.random.Generator) -> list[UtterancePlan]:
+def plan_utterances(cfg: SyntheticConfig, signers: list[Signer], rng: np.random.Generator) -> list[UtterancePlan]:
     """Token sequences, signers, tasks and splits for every utterance.
 
     Train covers every gloss at least `min_train_occurrences` times, so every gloss of val, test and
@@ -234,8 +223,9 @@ def plan_utterances(cfg: CorpusConfig, signers: list[Signer], rng: np.random.Gen
     train_slots = sum(lengths[:n_train])
     if train_slots < len(coverage):
         raise ValueError(
-            f"corpus params: {n_train} train utterances hold {train_slots} tokens, fewer than n_glosses x "
-            f"min_train_occurrences = {len(coverage)}; raise n_utterances or lower n_glosses / min_train_occurrences"
+            f"corpus.synthetic params: {n_train} train utterances hold {train_slots} tokens, fewer than n_glosses x "
+            f"min_train_occurrences = {len(coverage)}; raise corpus.synthetic.n_utterances or lower "
+            f"corpus.synthetic.n_glosses / corpus.min_train_occurrences"
         )
     stream = np.concatenate([coverage, rng.choice(cfg.n_glosses, size=train_slots - len(coverage), p=p)])
     stream = stream[rng.permutation(len(stream))]
@@ -283,7 +273,7 @@ def _avoid_repeats(stream: np.ndarray, starts: np.ndarray, rng: np.random.Genera
 # --- generation ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Context:
-    cfg: CorpusConfig
+    cfg: SyntheticConfig
     lexicon: Lexicon
     signers: tuple[Signer, ...]
     video_dir: str
@@ -325,6 +315,9 @@ def build_utterance(plan: UtterancePlan) -> tuple[str, np.ndarray, np.ndarray]:
 
 @dataclass
 class CorpusSummary:
+    """`prepare`'s metrics for a synthetic corpus (`metrics/corpus.json`)."""
+
+    source: str
     n_glosses: int
     n_minimal_pairs: int
     signers_seen: int
@@ -337,22 +330,56 @@ class CorpusSummary:
     generation_seconds: float
 
 
-def generate_corpus(cfg: CorpusConfig, out_dir: str | os.PathLike, workers: int | None = None) -> CorpusSummary:
-    """Generate the whole corpus into `out_dir` (atomically: built beside it, then moved into place)."""
-    t0 = time.perf_counter()
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "videos").mkdir(parents=True)
+def generate_corpus(cfg: SyntheticConfig, out_dir: str | os.PathLike, workers: int | None = None) -> CorpusSummary:
+    """Generate the whole corpus into `out_dir` atomically (the registry's `build_source`, typed)."""
+    return CorpusSummary(**build_source(cfg, out_dir, workers))
+
+
+@register_source("synthetic", config=SyntheticConfig)
+def build(cfg: SyntheticConfig, out_dir: Path, workers: int | None = None) -> dict:
+    """Write the synthetic corpus into the empty folder `out_dir`; returns its summary."""
+    (out_dir / "videos").mkdir()
     rng = np.random.default_rng([cfg.seed, 0])
     signers = make_signers(cfg, rng)
     lexicon = make_lexicon(cfg.n_glosses, cfg.difficulty.minimal_pair_fraction, rng)
     plans = plan_utterances(cfg, signers, rng)
-    ctx = _Context(cfg, lexicon, tuple(signers), str(tmp / "videos"))
-    workers = workers or int(os.environ.get("SIGNX_WORKERS", 0)) or os.cpu_count() or 1
+    ctx = _Context(cfg, lexicon, tuple(signers), str(out_dir / "videos"))
+    n_frames = _render(ctx, plans, out_dir / "skeleton.zarr", workers)
 
-    store = FrameStoreWriter(tmp / "skeleton.zarr", {"values": ((SKELETON_DIMS,), "float32"), "token": ((), "int16")})
+    vocab = Vocab(tuple(lexicon.glosses))  # lexicon order, not frequency order: the lexicon defines the glosses
+    rows = [
+        {
+            "utt_id": plan.utt_id,
+            "video": f"videos/{plan.utt_id}.mp4",
+            "glosses": " ".join(vocab.glosses[t] for t in plan.tokens),
+            "split": plan.split,
+            "signer": signers[plan.signer].signer_id,
+            "fps": float(cfg.fps),
+            "n_frames": n_frames[plan.utt_id],
+            "task": plan.task,
+            "width": cfg.width,
+            "height": cfg.height,
+        }  # fmt: skip
+        for plan in plans
+    ]
+    write_manifest(rows, out_dir, vocab)
+    (out_dir / "lexicon.json").write_text(json.dumps(lexicon.to_dict(), indent=1, ensure_ascii=False) + "\n")
+    (out_dir / "signers.json").write_text(json.dumps([s.to_dict() for s in signers], indent=1) + "\n")
+
+    summary = manifest_summary(rows, vocab)
+    return {  # the signer counts from the signer list: a signer with no utterance is still one of the corpus
+        "n_glosses": summary.pop("n_glosses"),
+        "n_minimal_pairs": len(lexicon.minimal_pairs),
+        "signers_seen": sum(s.seen for s in signers),
+        "signers_unseen": sum(not s.seen for s in signers),
+        **{k: v for k, v in summary.items() if not k.startswith("signers_")},
+    }
+
+
+def _render(ctx: _Context, plans: list[UtterancePlan], store_path: Path, workers: int | None) -> dict[str, int]:
+    """Render every utterance (in `workers` processes) and store its ground truth; returns frames per utt_id."""
+    workers = workers or int(os.environ.get("SIGNX_WORKERS", 0)) or os.cpu_count() or 1
+    store = FrameStoreWriter(store_path, {"values": ((SKELETON_DIMS,), "float32"), "token": ((), "int16")})
     n_frames: dict[str, int] = {}
     progress = tqdm(total=len(plans), desc="prepare: render utterances", unit="utt", mininterval=1.0)
     if workers == 1:
@@ -383,45 +410,9 @@ def generate_corpus(cfg: CorpusConfig, out_dir: str | os.PathLike, workers: int 
             "joint_names": list(JOINT_NAMES),
             "parents": list(PARENTS),
             "camera_dims": list(CAMERA_DIMS),
-            "fps": cfg.fps,
+            "fps": ctx.cfg.fps,
             "source": "synthetic",
             "coordinates": "SMPL-X world: metres, +y up, +x signer's left, +z signer's front; camera looks down -z",
         }
     )
-
-    vocab = Vocab(tuple(lexicon.glosses))
-    rows = {name: [] for name in MANIFEST_SCHEMA.names}
-    for plan in plans:
-        row = {
-            "utt_id": plan.utt_id, "video": f"videos/{plan.utt_id}.mp4",
-            "glosses": " ".join(vocab.glosses[t] for t in plan.tokens), "split": plan.split,
-            "signer": signers[plan.signer].signer_id, "fps": float(cfg.fps), "n_frames": n_frames[plan.utt_id],
-            "task": plan.task, "width": cfg.width, "height": cfg.height,
-        }  # fmt: skip
-        for k, v in row.items():
-            rows[k].append(v)
-    pq.write_table(pa.table(rows, schema=MANIFEST_SCHEMA), tmp / "manifest.parquet")
-    vocab.save(tmp / "vocab.json")
-    (tmp / "lexicon.json").write_text(json.dumps(lexicon.to_dict(), indent=1, ensure_ascii=False) + "\n")
-    (tmp / "signers.json").write_text(json.dumps([s.to_dict() for s in signers], indent=1) + "\n")
-    (tmp / "config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-
-    def per_split(values: dict[str, int]) -> dict[str, int]:
-        return {s: sum(values[p.utt_id] for p in plans if p.split == s) for s in SPLITS}
-
-    n_tokens = {p.utt_id: len(p.tokens) for p in plans}
-    return CorpusSummary(
-        n_glosses=cfg.n_glosses,
-        n_minimal_pairs=len(lexicon.minimal_pairs),
-        signers_seen=sum(s.seen for s in signers),
-        signers_unseen=sum(not s.seen for s in signers),
-        utterances={s: sum(p.split == s for p in plans) for s in SPLITS},
-        frames=per_split(n_frames),
-        tokens=per_split(n_tokens),
-        mean_tokens_per_utterance=round(float(np.mean(list(n_tokens.values()))), 3),
-        hours=round(sum(n_frames.values()) / cfg.fps / 3600, 4),
-        generation_seconds=round(time.perf_counter() - t0, 2),
-    )
+    return n_frames
