@@ -126,3 +126,13 @@ def test_the_closure_follows_imports_inside_functions_and_the_backend_registry()
     assert {"extractors/backends/simulated.py", "extractors/backends/holistic.py", "pipeline/videoio.py"} <= extract
     stage1 = {f.relative_to(ROOT).as_posix() for f in import_closure("pipeline.train_pose2gloss")}
     assert "pipeline/nets/video2pose.py" not in stage1 and "pipeline/corpus/synthetic.py" not in stage1
+
+
+def test_no_stage_module_imports_another(dvc_yaml):
+    """Stages share library modules, never each other: a stage module runs only its own stage."""
+    modules = {module for module, _ in stage_code(dvc_yaml).values()}
+    stage_files = {module_file(m).relative_to(ROOT).as_posix(): m for m in modules}
+    for module in modules:
+        closure = {f.relative_to(ROOT).as_posix() for f in import_closure(module)}
+        others = sorted(stage_files[f] for f in closure & set(stage_files) if stage_files[f] != module)
+        assert not others, f"{module} imports the stage modules {others}"
