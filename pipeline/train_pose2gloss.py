@@ -6,7 +6,7 @@ AdamW, linear warmup then cosine decay to `min_lr_ratio` x lr, gradient accumula
 loss weights with the noise-weight and teacher-forcing schedules, and the learnable weighting of Eq. 12. Publishes
 to `models/pose2gloss/` the weights (`.safetensors` + `.json`, `pipeline.checkpoints`) at 25 / 50 / 75 / 100 % of
 training (`q25` ... `q100`, Fig. 3) and the best on validation WER (`best`); `models/.work/pose2gloss/last.pt`
-is the resume point of a killed run (`pipeline.training.TrainingRun`). DVCLive curves go to
+is the resume point of a killed run (`pipeline.training.TrainingRun`; never published). DVCLive curves go to
 `metrics/train_pose2gloss/`.
 """
 
