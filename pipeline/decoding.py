@@ -152,9 +152,6 @@ def beam_search(
 ) -> torch.Tensor:
     """Batched beam search; the best finished hypothesis per item by `sum log p / length ** length_penalty`.
 
-    (One function of about 90 lines on purpose: the step loop updates eight tensors of beam state together, token
-    ids, scores, CTC forward variables, finished lists, and splitting it would pass them all between helpers.)
-
     At each step every live beam proposes its 2 x beam_size best continuations; proposals that end with EOS
     become finished hypotheses (scored with the length penalty), the best others become the next beams. An item
     stops when it has `beam_size` finished hypotheses and no live beam can still beat the worst of them (the
@@ -170,9 +167,7 @@ def beam_search(
     scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first one at step 1
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
     live = torch.ones(B, dtype=torch.bool, device=device)
-
-    if ctc is not None:
-        ctc_r, ctc_psi = ctc.initial(rows)  # (B*K, T, 2), (B*K,)
+    ctc_state = ctc.initial(rows) if ctc is not None else None  # (B*K, T, 2), (B*K,)
 
     def bound(best_sum: float, length: int) -> float:  # the best normalised score a live beam can still reach
         return best_sum / (max_len if length_penalty > 0 else length) ** length_penalty
@@ -183,49 +178,84 @@ def beam_search(
         logits = apply_repetition_penalty(logits, tokens[idx], repetition_penalty)
         logp = torch.log_softmax(logits / temperature, dim=-1)  # (N_live, V)
         if ctc is not None:
-            psi, r = ctc.extend(ctc_r[idx], tokens[idx, -1] if step > 1 else None, rows[idx])  # (N, V), (T, N, V, 2)
-            prev = ctc_psi[idx][:, None]
-            gain = torch.where(torch.isfinite(prev), psi - prev, torch.full_like(psi, float("-inf")))
-            # banned glosses stay -inf; at ctc_weight 1 the decoder only vetoes them (0 x -inf would be NaN)
-            logp = torch.where(torch.isfinite(logp), (1 - ctc_weight) * logp, logp) + ctc_weight * gain
+            logp, extended = _joint_scores(logp, ctc, ctc_state, tokens, rows, idx, step, ctc_weight)
         V = logp.shape[-1]
         cand = (scores[live].reshape(-1, 1) + logp).reshape(-1, K * V)  # (B_live, K * V)
         top_scores, top_ids = cand.topk(min(2 * K, K * V), dim=-1)
-        new_tokens = tokens.clone()
-        new_tokens = torch.cat([new_tokens, torch.full((B * K, 1), PAD, dtype=torch.long, device=device)], dim=1)
+        new_tokens = torch.cat([tokens, torch.full((B * K, 1), PAD, dtype=torch.long, device=device)], dim=1)
         moves: list[tuple[int, int, int]] = []  # (new beam, live row it extends, gloss): to carry the CTC state
         for j, b in enumerate(torch.nonzero(live).flatten().tolist()):
-            chosen = 0
-            for s, c in zip(top_scores[j].tolist(), top_ids[j].tolist()):
-                if s == float("-inf"):
-                    break
-                beam, tok = divmod(c, V)
-                prefix = tokens[b * K + beam, 1:].tolist()
-                if tok == EOS or step == max_len:
-                    finished[b].append((s / step**length_penalty, [*prefix, tok]))
-                    continue
-                new_tokens[b * K + chosen, :-1] = tokens[b * K + beam]
-                new_tokens[b * K + chosen, -1] = tok
-                scores[b, chosen] = s
-                moves.append((b * K + chosen, j * K + beam, tok))
-                chosen += 1
-                if chosen == K:
-                    break
-            scores[b, chosen:] = float("-inf")
+            beams = _Beams(tokens, new_tokens, scores, finished[b], b, K, V)
+            chosen = beams.advance(top_scores[j].tolist(), top_ids[j].tolist(), step, max_len, length_penalty)
+            moves += [(new, j * K + beam, tok) for new, beam, tok in chosen]
             finished[b] = sorted(finished[b], key=lambda h: -h[0])[:K]
-            if step == max_len or chosen == 0:
+            if step == max_len or not chosen:
                 live[b] = False
             elif len(finished[b]) == K and bound(scores[b, 0].item(), step) <= finished[b][-1][0]:
                 live[b] = False
         tokens = new_tokens
         if ctc is not None and moves:
-            # in place: `extend` read copies (ctc_r[idx]), and beams not in `dst` are dead until refilled
-            dst, src, tok = (torch.tensor(m, device=device) for m in zip(*moves))
-            ctc_r[dst] = r[:, src, tok].transpose(0, 1)
-            ctc_psi[dst] = psi[src, tok]
+            _carry_ctc_state(ctc_state, extended, moves, device)
         if not live.any():
             break
-    out = torch.full((B, max(len(f[0][1]) for f in finished)), PAD, dtype=torch.long, device=device)
+    return _best_hypotheses(finished, device)
+
+
+def _joint_scores(
+    logp: torch.Tensor, ctc: CTCPrefixScorer, state: tuple, tokens: torch.Tensor, rows: torch.Tensor,
+    idx: torch.Tensor, step: int, ctc_weight: float,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+    """(1 - ctc_weight) x the decoder's log-probabilities (N, V) + ctc_weight x each extension's gain in CTC
+    prefix score; and the extended CTC state (psi (N, V), r (T, N, V, 2)) the chosen beams carry on."""
+    ctc_r, ctc_psi = state
+    psi, r = ctc.extend(ctc_r[idx], tokens[idx, -1] if step > 1 else None, rows[idx])  # (N, V), (T, N, V, 2)
+    prev = ctc_psi[idx][:, None]
+    gain = torch.where(torch.isfinite(prev), psi - prev, torch.full_like(psi, float("-inf")))
+    # banned glosses stay -inf; at ctc_weight 1 the decoder only vetoes them (0 x -inf would be NaN)
+    return torch.where(torch.isfinite(logp), (1 - ctc_weight) * logp, logp) + ctc_weight * gain, (psi, r)
+
+
+def _carry_ctc_state(state: tuple, extended: tuple, moves: list[tuple[int, int, int]], device) -> None:
+    """Each new beam takes the CTC state of the extension it came from, in place: `extend` read copies
+    (ctc_r[idx]), and beams not in `dst` are dead until refilled."""
+    (ctc_r, ctc_psi), (psi, r) = state, extended
+    dst, src, tok = (torch.tensor(m, device=device) for m in zip(*moves))
+    ctc_r[dst] = r[:, src, tok].transpose(0, 1)
+    ctc_psi[dst] = psi[src, tok]
+
+
+class _Beams:
+    """One item's K beams during a step of `beam_search`: rows b*K .. b*K+K-1 of the token and score tensors."""
+
+    def __init__(self, tokens, new_tokens, scores, finished, b: int, K: int, V: int) -> None:
+        self.tokens, self.new_tokens, self.scores, self.finished = tokens, new_tokens, scores, finished
+        self.b, self.K, self.V = b, K, V
+
+    def advance(self, top_scores: list[float], top_ids: list[int], step: int, max_len: int, lp: float) -> list:
+        """Take the best proposals in order: one ending with EOS (or at `max_len`) is finished with its length
+        penalty, the others fill the next beams until K are chosen; returns (new row, old beam, gloss) of each."""
+        b, K, chosen = self.b, self.K, []
+        for s, c in zip(top_scores, top_ids):
+            if s == float("-inf"):
+                break
+            beam, tok = divmod(c, self.V)
+            if tok == EOS or step == max_len:
+                self.finished.append((s / step**lp, [*self.tokens[b * K + beam, 1:].tolist(), tok]))
+                continue
+            row = b * K + len(chosen)
+            self.new_tokens[row, :-1] = self.tokens[b * K + beam]
+            self.new_tokens[row, -1] = tok
+            self.scores[b, len(chosen)] = s
+            chosen.append((row, beam, tok))
+            if len(chosen) == K:
+                break
+        self.scores[b, len(chosen) :] = float("-inf")
+        return chosen
+
+
+def _best_hypotheses(finished: list[list[tuple[float, list[int]]]], device) -> torch.Tensor:
+    """(B, longest) token ids of each item's best finished hypothesis, PAD after its end."""
+    out = torch.full((len(finished), max(len(f[0][1]) for f in finished)), PAD, dtype=torch.long, device=device)
     for b, hyps in enumerate(finished):
         best = hyps[0][1]
         out[b, : len(best)] = torch.tensor(best, dtype=torch.long, device=device)

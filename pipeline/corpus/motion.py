@@ -384,15 +384,30 @@ def utterance_motion(
 ) -> Motion:
     """The full-body motion of `signer` producing `signs`, sampled at `fps`.
 
-    (One function of over 100 lines on purpose: every random draw of an utterance's motion happens here, in one
-    fixed order that the corpus' bytes depend on (`rng` is seeded per utterance); kept in one place so a change
-    that reorders the draws is visible as such.)"""
+    The random draws happen in a fixed order that the corpus' bytes depend on (`rng` is seeded per utterance):
+    the sign plans, the schedule's timings, then the idle body motion."""
     body = Body(signer)
     plans = plan_signs(signs, body, diff, rng, continuous)
-    speed, coart = signer.speed, diff.coarticulation if continuous else 0.0
+    coart = diff.coarticulation if continuous else 0.0
+    segs, duration = _schedule(plans, signer.speed, coart, diff.pause_probability if continuous else None, rng)
+    times = np.arange(max(2, int(round(duration * fps)))) / fps
+    hands = _HandTracks(plans, body, coart)
+    pos, quat, hs, nmm, token = hands.sample(segs, times)
+    pose = _head_pose(_idle_pose(times, rng), signer, nmm)
+    transl = np.zeros((len(times), 3))
+    _reach(pose, transl, body, signer, pos, quat, hs)
+    return Motion(pose=pose, transl=transl, brow=nmm[:, 0], token=token)
 
-    # Schedule: (kind, start, duration, token index).
-    segs: list[tuple[str, float, float, int]] = []
+
+Segment = tuple[str, float, float, int]  # (kind, start, duration, token index)
+
+
+def _schedule(
+    plans: list, speed: float, coart: float, pause_probability: float | None, rng: np.random.Generator
+) -> tuple[list[Segment], float]:
+    """Rest, then a transition and the sign for each token (with a hold after it when a pause is drawn; None: no
+    pauses), a transition back and rest. Returns the segments and the utterance's duration in seconds."""
+    segs: list[Segment] = []
     t = float(rng.uniform(0.25, 0.5))
     segs.append(("rest", 0.0, t, -1))
     for i, plan in enumerate(plans):
@@ -402,7 +417,7 @@ def utterance_motion(
         dur = sign_duration(plan.sign) / speed * plan.jitter.duration
         segs.append(("sign", t, dur, i))
         t += dur
-        if continuous and i < len(plans) - 1 and rng.random() < diff.pause_probability:
+        if pause_probability is not None and i < len(plans) - 1 and rng.random() < pause_probability:
             hold = float(rng.uniform(0.2, 0.45))
             segs.append(("hold", t, hold, i))
             t += hold
@@ -410,13 +425,22 @@ def utterance_motion(
     t += 0.3 / speed
     end_rest = float(rng.uniform(0.25, 0.5))
     segs.append(("rest", t, end_rest, -1))
-    n_frames = max(2, int(round((t + end_rest) * fps)))
-    times = np.arange(n_frames) / fps
+    return segs, t + end_rest
 
-    def nondom_two_handed(i: int) -> bool:
-        return 0 <= i < len(plans) and plans[i].sign.hands != "one"
 
-    def sign_state(i: int, u: np.ndarray) -> tuple[HandTrack, HandTrack, np.ndarray]:
+class _HandTracks:
+    """Both hands' position, orientation and handshape over a schedule, with coarticulation between signs."""
+
+    def __init__(self, plans: list, body: Body, coart: float) -> None:
+        self.plans, self.body, self.coart = plans, body, coart
+        self.rest = {side: body.rest_hand(side) for side in (body.dom, body.nondom)}
+
+    def _two_handed(self, i: int) -> bool:
+        return 0 <= i < len(self.plans) and self.plans[i].sign.hands != "one"
+
+    def sign_state(self, i: int, u: np.ndarray) -> tuple[HandTrack, HandTrack, np.ndarray]:
+        """Token i's (dominant, non-dominant, non-manual) tracks at phases `u` in [0, 1]."""
+        plans, body, coart = self.plans, self.body, self.coart
         dom, nondom, nmm = realise_sign(plans[i], body, u)
         if i + 1 < len(plans) and coart > 0:  # anticipate the next handshape in the last part of the sign
             nxt, _, _ = realise_sign(plans[i + 1], body, np.zeros(1))
@@ -424,56 +448,57 @@ def utterance_motion(
             b = 0.5 * min_jerk((u - (1 - a)) / a)[:, None]
             dom.hs = (1 - b) * dom.hs + b * nxt.hs[0]
         if plans[i].sign.hands == "one" and coart > 0:  # keep the weak hand up between two-handed signs
-            j = i - 1 if nondom_two_handed(i - 1) else i + 1 if nondom_two_handed(i + 1) else None
+            j = i - 1 if self._two_handed(i - 1) else i + 1 if self._two_handed(i + 1) else None
             if j is not None:
                 _, other, _ = realise_sign(plans[j], body, np.array([0.0 if j > i else 1.0]))
                 nondom.pos = nondom.pos + coart * (other.pos[0] - nondom.pos)
         return dom, nondom, nmm
 
-    rest = {side: body.rest_hand(side) for side in (body.dom, body.nondom)}
-
-    def endpoint(i: int, start: bool) -> tuple[tuple, tuple]:
+    def endpoint(self, i: int, start: bool) -> tuple[tuple, tuple]:
         """(dominant, non-dominant) hand state at the start or end of token i (rest outside the utterance)."""
-        if i < 0 or i >= len(plans):
-            return rest[body.dom], rest[body.nondom]
-        dom, nondom, _ = sign_state(i, np.array([0.0 if start else 1.0]))
+        if i < 0 or i >= len(self.plans):
+            return self.rest[self.body.dom], self.rest[self.body.nondom]
+        dom, nondom, _ = self.sign_state(i, np.array([0.0 if start else 1.0]))
         return dom.at(0), nondom.at(0)
 
-    pos = {0: np.zeros((n_frames, 3)), 1: np.zeros((n_frames, 3))}  # 0: dominant, 1: non-dominant
-    quat = {0: np.zeros((n_frames, 4)), 1: np.zeros((n_frames, 4))}
-    hs = {0: np.zeros((n_frames, 16)), 1: np.zeros((n_frames, 16))}
-    nmm = np.zeros((n_frames, 4))
-    token = np.full(n_frames, -1, dtype=np.int16)
-    seg_of_frame = np.searchsorted([s[1] for s in segs], times, side="right") - 1
-    for k, (kind, start, dur, i) in enumerate(segs):
-        idx = np.flatnonzero(seg_of_frame == k)
-        if len(idx) == 0:
-            continue
-        x = (times[idx] - start) / dur
-        if kind == "sign":
-            tracks = sign_state(i, x)
-            nmm[idx] = tracks[2]
-            token[idx] = i
-            for h in (0, 1):
-                pos[h][idx], quat[h][idx], hs[h][idx] = tracks[h].pos, tracks[h].rot.as_quat(), tracks[h].hs
-        elif kind in ("rest", "hold"):
-            states = endpoint(i, start=False) if kind == "hold" else (rest[body.dom], rest[body.nondom])
-            for h in (0, 1):
-                p, r, s = states[h]
-                pos[h][idx], quat[h][idx], hs[h][idx] = p, r.as_quat(), s
-        else:  # transition from the end of token i-1 to the start of token i
-            a, b = endpoint(i - 1, start=False), endpoint(i, start=True)
-            w = min_jerk(x)
-            for h in (0, 1):
-                (p0, r0, s0), (p1, r1, s1) = a[h], b[h]
-                pos[h][idx] = p0 + w[:, None] * (p1 - p0)
-                quat[h][idx] = Slerp([0.0, 1.0], Rotation.concatenate([r0, r1]))(w).as_quat()
-                hs[h][idx] = s0 + w[:, None] * (s1 - s0)
+    def sample(self, segs: list[Segment], times: np.ndarray) -> tuple[dict, dict, dict, np.ndarray, np.ndarray]:
+        """pos, quat, hs ({0: dominant, 1: non-dominant} -> (T, 3), (T, 4), (T, 16)), nmm (T, 4), token (T,)."""
+        n = len(times)
+        pos, quat, hs = ({h: np.zeros((n, d)) for h in (0, 1)} for d in (3, 4, 16))
+        nmm, token = np.zeros((n, 4)), np.full(n, -1, dtype=np.int16)
+        seg_of_frame = np.searchsorted([s[1] for s in segs], times, side="right") - 1
+        for k, (kind, start, dur, i) in enumerate(segs):
+            idx = np.flatnonzero(seg_of_frame == k)
+            if len(idx) == 0:
+                continue
+            x = (times[idx] - start) / dur
+            if kind == "sign":
+                tracks = self.sign_state(i, x)
+                nmm[idx], token[idx] = tracks[2], i
+                for h in (0, 1):
+                    pos[h][idx], quat[h][idx], hs[h][idx] = tracks[h].pos, tracks[h].rot.as_quat(), tracks[h].hs
+            elif kind in ("rest", "hold"):
+                states = self.endpoint(i, start=False) if kind == "hold" else self.endpoint(-1, start=False)
+                for h in (0, 1):
+                    p, r, s = states[h]
+                    pos[h][idx], quat[h][idx], hs[h][idx] = p, r.as_quat(), s
+            else:  # transition from the end of token i-1 to the start of token i
+                a, b = self.endpoint(i - 1, start=False), self.endpoint(i, start=True)
+                w = min_jerk(x)
+                for h in (0, 1):
+                    (p0, r0, s0), (p1, r1, s1) = a[h], b[h]
+                    pos[h][idx] = p0 + w[:, None] * (p1 - p0)
+                    quat[h][idx] = Slerp([0.0, 1.0], Rotation.concatenate([r0, r1]))(w).as_quat()
+                    hs[h][idx] = s0 + w[:, None] * (s1 - s0)
+        return pos, quat, hs, nmm, token
 
-    pose = _idle_pose(times, rng)
+
+def _head_pose(pose: np.ndarray, signer: Signer, nmm: np.ndarray) -> np.ndarray:
+    """The idle pose turned by the signer's yaw, with the non-manual head nod / shake and mouth opening."""
+    n = len(pose)
     pose[:, 0, 1] += signer.yaw
-    head = Rotation.from_rotvec(np.stack([nmm[:, 1], np.zeros(n_frames), np.zeros(n_frames)], 1))
-    head = Rotation.from_rotvec(np.stack([np.zeros(n_frames), nmm[:, 2], np.zeros(n_frames)], 1)) * head
+    head = Rotation.from_rotvec(np.stack([nmm[:, 1], np.zeros(n), np.zeros(n)], 1))
+    head = Rotation.from_rotvec(np.stack([np.zeros(n), nmm[:, 2], np.zeros(n)], 1)) * head
     pose[:, J["neck"]] = (
         Rotation.from_rotvec(pose[:, J["neck"]]) * Rotation.from_rotvec(0.4 * head.as_rotvec())
     ).as_rotvec()
@@ -481,9 +506,12 @@ def utterance_motion(
         Rotation.from_rotvec(pose[:, J["head"]]) * Rotation.from_rotvec(0.6 * head.as_rotvec())
     ).as_rotvec()
     pose[:, J["jaw"], 0] = nmm[:, 3]
-    transl = np.zeros((n_frames, 3))
+    return pose
 
-    # The torso is independent of the arms: solve it first, then reach for the hand targets.
+
+def _reach(pose: np.ndarray, transl: np.ndarray, body: Body, signer: Signer, pos: dict, quat: dict, hs: dict) -> None:
+    """Arms (inverse kinematics) and fingers of `pose`, in place, for the hand targets. The torso is independent
+    of the arms: it is solved first, then the hands reach from it."""
     jpos, jrot = joint_transforms(pose, transl, signer.shape)
     spine_p, spine_r = jpos[:, J["spine3"]], jrot[:, J["spine3"]]
     for h, side in ((0, body.dom), (1, body.nondom)):
@@ -495,7 +523,6 @@ def utterance_motion(
         pose[:, J[f"{side}_shoulder"]], pose[:, J[f"{side}_elbow"]], pose[:, J[f"{side}_wrist"]] = sh, el, wr
         first = J[f"{side}_index1"]
         pose[:, first : first + 15] = hand_pose(hs[h], side)
-    return Motion(pose=pose, transl=transl, brow=nmm[:, 0], token=token)
 
 
 # --- inverse kinematics ----------------------------------------------------------------------------------------
