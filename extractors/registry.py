@@ -11,16 +11,15 @@ A backend is one class, registered for one track under one name:
         def version(self) -> str: ...
         def weights_hash(self) -> str | None: ...
 
-Backends live in the `extractors.backends` package, one module each; every module there is imported on the first
-lookup, so adding a backend is adding a module. Nothing here imports a backend's runtime.
+Backends live in the `extractors.backends` package, one module each, imported by the package on the first lookup:
+adding a backend is adding its module (and its import in `extractors/backends/__init__.py`). Nothing here imports
+a backend's runtime (a backend imports its own lazily, when opened).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
-import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -79,16 +78,12 @@ def register(track: str, name: str, real: bool = True) -> Callable[[type[Backend
 
 
 def _discover() -> None:
-    """Import every module of `extractors.backends` once, so that their registrations run."""
+    """Import the backends package once, so that every backend's registration runs."""
     global _DISCOVERED
-    if _DISCOVERED:
-        return
-    import extractors.backends as package
+    if not _DISCOVERED:
+        import extractors.backends  # noqa: F401
 
-    for info in pkgutil.iter_modules(package.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{package.__name__}.{info.name}")
-    _DISCOVERED = True
+        _DISCOVERED = True
 
 
 def backends(track: str) -> dict[str, type[Backend]]:

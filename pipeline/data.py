@@ -32,9 +32,9 @@ class Utterance:
         return len(self.features)
 
 
-def feature_layout(features: str | os.PathLike) -> FusedLayout:
-    """The fused layout a feature store was written with (its attributes)."""
-    store = FrameStore(features)
+def feature_layout(features: str | os.PathLike, store: FrameStore | None = None) -> FusedLayout:
+    """The fused layout a feature store was written with (its attributes); `store`: the store, already open."""
+    store = store or FrameStore(features)
     try:
         return FusedLayout.from_attrs(store.attrs, str(features))
     except ValueError as err:
@@ -60,7 +60,7 @@ def load_split(
         track_dims: the per-track dims a model reads (its config); a store with another layout is an error.
     """
     store = FrameStore(features)
-    layout = feature_layout(features)
+    layout = feature_layout(features, store)
     if track_dims is not None and tuple(track_dims) != layout.dims:
         raise FeatureStoreError(
             f"{features}: tracks of {list(layout.dims)} dims, the model reads {list(track_dims)}: rebuild the store "

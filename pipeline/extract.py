@@ -52,10 +52,11 @@ class Job:
 _BACKEND: Backend | None = None
 
 
-def _init(job: Job) -> None:
+def _init(job: Job, opened: Backend | None = None) -> None:
+    """Open the worker's backend (or use `opened`, the stage process's own, when the work runs in-process)."""
     global _BACKEND
     importlib.import_module(job.module)
-    _BACKEND = registry.lookup(job.track, job.backend)(job.options, Path(job.corpus_dir), job.seed)
+    _BACKEND = opened or registry.lookup(job.track, job.backend)(job.options, Path(job.corpus_dir), job.seed)
 
 
 def _run_batch(batch: tuple[int, list[dict]]) -> tuple[int, list[tuple[str, TrackFrames | None, str]]]:
@@ -129,7 +130,7 @@ def extract_track(
     batches = [(s, rows[s : s + size]) for s in range(0, len(rows), size)]
     todo = [b for b in batches if not (parts / f"batch_{b[0]:07d}.npz").exists()]
     job = Job(track, cls.name, cls.__module__, str(corpus_dir), int(seed), options)
-    _run_batches(job, todo, parts, len(rows), workers)
+    _run_batches(job, todo, parts, len(rows), workers, opened)
     attrs = {"fps": float(manifest["fps"].iloc[0]), "fingerprint": fingerprint}
     skipped = _write_store(out_dir / f"{track}.zarr", track, batches, parts, ran, attrs)
     shutil.rmtree(parts)
@@ -159,7 +160,7 @@ def _parts_folder(parts: Path, fingerprint: str) -> Path:
     return parts
 
 
-def _run_batches(job: Job, todo: list, parts: Path, n_rows: int, workers: int | None) -> None:
+def _run_batches(job: Job, todo: list, parts: Path, n_rows: int, workers: int | None, opened: Backend) -> None:
     """Extract the unfinished batches, in this process or a pool, saving each as it finishes."""
     workers = workers or int(os.environ.get("SIGNX_WORKERS", 0)) or os.cpu_count() or 1
     bar = tqdm(total=n_rows, initial=n_rows - sum(len(b[1]) for b in todo), desc=f"extract {job.track} ({job.backend})",
@@ -169,7 +170,7 @@ def _run_batches(job: Job, todo: list, parts: Path, n_rows: int, workers: int | 
         if not todo:
             return
         if workers == 1:
-            _init(job)
+            _init(job, opened)
             results = map(_run_batch, todo)
         else:
             # spawn, not fork: forking a process that already runs threads (zarr, pyarrow) can crash MediaPipe workers

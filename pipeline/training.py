@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.checkpoints import save_model
+from pipeline.checkpoints import as_tuples, save_model
 from pipeline.store import FrameStore
 
 
@@ -93,17 +93,15 @@ def split_params(
     if unknown := sorted(set(section) - model_keys - train_keys):
         raise ValueError(f"{name} params: unknown keys {unknown}")
 
-    def value(v):
-        return tuple(v) if isinstance(v, list) else v
-
-    train = {k: value(v) for k, v in section.items() if k in train_keys}
+    section = as_tuples(section)
+    train = {k: v for k, v in section.items() if k in train_keys}
     defaults = train_cls()
     for k, v in train.items():
         if isinstance(default := getattr(defaults, k), dict):
             if unknown := sorted(set(v) - set(loss_names)):
                 raise ValueError(f"{name}.{k}: unknown losses {unknown}; losses are {list(loss_names)}")
             train[k] = {**default, **v}
-    return {k: value(v) for k, v in section.items() if k in model_keys}, train
+    return {k: v for k, v in section.items() if k in model_keys}, train
 
 
 def run_fingerprint(

@@ -1,2 +1,5 @@
-"""Extractor backends, one module each, registered with `extractors.registry.register` (modules whose name starts
-with an underscore are helpers, not backends)."""
+"""Extractor backends, one module each, registered with `extractors.registry.register`. Importing this package
+imports every backend (a new backend adds its module's import here): spelled out rather than discovered by name,
+so that `extract`'s import closure (tests/test_dvc_deps.py) sees every backend it may run."""
+
+from extractors.backends import holistic, simulated  # noqa: F401  (their registrations run on import)

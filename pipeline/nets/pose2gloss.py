@@ -26,7 +26,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 from pipeline.checkpoints import as_tuples, load_model
-from pipeline.layout import FUSED
+from pipeline.layout import FUSED, FusedLayout
 from pipeline.vocab import BOS, EOS, PAD
 
 
@@ -269,8 +269,7 @@ class Pose2Gloss(nn.Module):
 
     def tracks_read(self) -> list[bool]:
         """Per track of its layout: whether it was trained to read it (`data_options.tracks`; None: all)."""
-        tracks = self.data_options.get("tracks")
-        return [tracks is None or t in tracks for t in self.cfg.track_names]
+        return FusedLayout(self.cfg.track_names, self.cfg.track_dims).use(self.data_options.get("tracks")).tolist()
 
     def encode(self, x: torch.Tensor, track_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, 1959), (B, T, 5) -> fused features f (B, T, d_track) and z0 = PadMatch(f) (B, T, 2048)."""
