@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from extractors.base import TrackFrames
+from extractors.runtime import BackendSetupError
 from pipeline.layout import TRACK_ORDER
 
 
@@ -39,7 +40,7 @@ class Backend(ABC):
 
     def __init__(self, options: dict, corpus_dir: Path, seed: int) -> None:
         """Open the backend (load models, open stores) once per worker process; `options` has every key of
-        `self.options`."""
+        `self.options`. A missing or wrong file or option raises `BackendSetupError` naming the param."""
         self.corpus_dir = Path(corpus_dir)
         self.seed = seed
 
@@ -48,6 +49,15 @@ class Backend(ABC):
         """The track for one manifest row (`row["video"]` is relative to the corpus folder); `index` is the row's
         position in the manifest. Raise OSError or ValueError for input that cannot be read: it is recorded as a
         skip and the rest of the corpus goes on."""
+
+    def max_workers(self) -> int | None:
+        """How many worker processes may each open this backend (None: as many as there are cores). A backend on
+        a GPU says 1: one model on the device, fed in batches, instead of one copy per process."""
+        return None
+
+    def param(self, option: str) -> str:
+        """The params key of one of this backend's options, as error messages name it."""
+        return f"{self.track}.options.{option}"
 
     def version(self) -> str:
         """What ran, in words a reader of the store's attributes understands (library and model versions)."""
@@ -96,7 +106,9 @@ def lookup(track: str, name: str) -> type[Backend]:
     """The backend class registered as `name` for `track`; an unknown name is an error naming the param."""
     found = backends(track)
     if name not in found:
-        raise ValueError(f"{track}.backend {name!r} is not a backend of {track}; choose auto or one of {sorted(found)}")
+        raise BackendSetupError(
+            f"{track}.backend {name!r} is not a backend of {track}; choose auto or one of {sorted(found)}"
+        )
     return found[name]
 
 
@@ -111,13 +123,13 @@ def resolve(track: str, requested: str, synthetic: bool) -> type[Backend]:
     else:
         real = [cls for cls in backends(track).values() if cls.real]
         if not real:
-            raise ValueError(
+            raise BackendSetupError(
                 f"no real {track} backend is built yet, and this corpus has no ground truth to simulate it from: "
                 f"disable the track with {track}.enabled: false"
             )
         cls = real[0]
     if not cls.real and not synthetic:
-        raise ValueError(f"{track}.backend {cls.name} needs the synthetic corpus' ground truth (skeleton.zarr)")
+        raise BackendSetupError(f"{track}.backend {cls.name} needs the synthetic corpus' ground truth (skeleton.zarr)")
     return cls
 
 
@@ -127,7 +139,7 @@ def backend_options(track: str, cls: type[Backend], options: dict) -> dict:
     params file can switch backends)."""
     known = set().union(*(set(c.options) for c in backends(track).values()))
     if unknown := sorted(set(options) - known):
-        raise ValueError(f"{track}.options: unknown keys {unknown}; the {track} backends read {sorted(known)}")
+        raise BackendSetupError(f"{track}.options: unknown keys {unknown}; the {track} backends read {sorted(known)}")
     return {k: options.get(k, default) for k, default in cls.options.items()}
 
 

@@ -30,6 +30,7 @@ import extractors
 from extractors import registry
 from extractors.base import TrackFrames
 from extractors.registry import Backend
+from extractors.runtime import BackendSetupError
 from pipeline.corpus.manifest import read_manifest
 from pipeline.params import load_params, write_metrics
 from pipeline.store import FrameStore, FrameStoreWriter
@@ -55,6 +56,8 @@ _BACKEND: Backend | None = None
 def _init(job: Job, opened: Backend | None = None) -> None:
     """Open the worker's backend (or use `opened`, the stage process's own, when the work runs in-process)."""
     global _BACKEND
+    if opened is None:  # a pool worker: the pool already uses every core, so each backend runs single-threaded
+        os.environ.setdefault("SIGNX_BACKEND_THREADS", "1")
     importlib.import_module(job.module)
     _BACKEND = opened or registry.lookup(job.track, job.backend)(job.options, Path(job.corpus_dir), job.seed)
 
@@ -123,7 +126,7 @@ def extract_track(
     options = registry.backend_options(track, cls, options or {})
     opened = cls(options, corpus_dir, int(seed))  # fails here, once, on a bad option or a missing model
     ran = {"backend": cls.name, "backend_version": opened.version(), "weights_sha256": opened.weights_hash()}
-    fingerprint = _fingerprint(track, cls.name, seed, manifest, options)
+    fingerprint = _fingerprint(track, cls.name, seed, manifest, {**options, "weights": ran["weights_sha256"]})
     parts = _parts_folder(out_dir / f"{track}.zarr.parts", fingerprint)
     rows = manifest.to_dict("records")
     size = max(1, min(BATCH, -(-len(rows) // 64)))  # >= 64 batches to share out; depends on the corpus only
@@ -163,6 +166,7 @@ def _parts_folder(parts: Path, fingerprint: str) -> Path:
 def _run_batches(job: Job, todo: list, parts: Path, n_rows: int, workers: int | None, opened: Backend) -> None:
     """Extract the unfinished batches, in this process or a pool, saving each as it finishes."""
     workers = workers or int(os.environ.get("SIGNX_WORKERS", 0)) or os.cpu_count() or 1
+    workers = min(workers, opened.max_workers() or workers)
     bar = tqdm(total=n_rows, initial=n_rows - sum(len(b[1]) for b in todo), desc=f"extract {job.track} ({job.backend})",
                unit="utt", mininterval=1.0)  # fmt: skip
     pool = None
@@ -227,10 +231,13 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     params = load_params(args.params)
     section = params.get(args.track, {}) or {}
-    summary = extract_track(
-        args.track, args.corpus, args.out, backend=section.get("backend", "auto"), seed=params.get("seed", 0),
-        workers=args.workers, report=f"metrics/extract/{args.track}.json", options=section.get("options") or {},
-    )  # fmt: skip
+    try:
+        summary = extract_track(
+            args.track, args.corpus, args.out, backend=section.get("backend", "auto"), seed=params.get("seed", 0),
+            workers=args.workers, report=f"metrics/extract/{args.track}.json", options=section.get("options") or {},
+        )  # fmt: skip
+    except BackendSetupError as err:  # a param names a missing or wrong file: say which, no traceback
+        raise SystemExit(f"extract {args.track}: {err}") from None
     print(
         f"extract {args.track}: {summary['utterances']} utterances, {summary['frames']} frames, "
         f"{len(summary['skipped'])} skipped, detected {summary['detected_frame_fraction']:.1%}, {summary['seconds']} s"

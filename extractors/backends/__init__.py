@@ -2,4 +2,4 @@
 imports every backend (a new backend adds its module's import here): spelled out rather than discovered by name,
 so that `extract`'s import closure (tests/test_dvc_deps.py) sees every backend it may run."""
 
-from extractors.backends import holistic, simulated  # noqa: F401  (their registrations run on import)
+from extractors.backends import dwpose_onnx, holistic, simulated  # noqa: F401  (their registrations run on import)
