@@ -6,6 +6,8 @@ decoding, the pose model's affine crop and SimCC decoding, and COCO-WholeBody 13
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -21,17 +23,22 @@ SIMCC_SPLIT = 2.0
 N_WHOLEBODY = 133
 
 
-def letterbox(frame: np.ndarray, size: int = DET_SIZE) -> tuple[np.ndarray, float]:
+def letterbox(frame: np.ndarray, size: int = DET_SIZE, out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """(H, W, 3) uint8 -> the detector's (3, size, size) float32 input (0-255, no mean / std) and the resize ratio:
-    the frame resized by r = min(size / H, size / W) and pasted at the top-left of a canvas of 114."""
+    the frame resized by r = min(size / H, size / W) and pasted at the top-left of a canvas of 114.
+
+    `out`: the input of the previous frame of the same size, to write into (its padding is already in place)."""
     h, w = frame.shape[:2]
     r = min(size / h, size / w)
-    resized = cv2.resize(frame, (int(w * r), int(h * r)), interpolation=cv2.INTER_LINEAR)
-    canvas = np.full((size, size, 3), PAD_VALUE, np.uint8)
-    canvas[: resized.shape[0], : resized.shape[1]] = resized
-    return np.ascontiguousarray(canvas.transpose(2, 0, 1), dtype=np.float32), r
+    new_w, new_h = int(w * r), int(h * r)
+    if out is None:
+        out = np.full((3, size, size), PAD_VALUE, np.float32)
+    for c in range(3):  # channel by channel: the same linear resize, written straight into the (C, H, W) input
+        out[c, :new_h, :new_w] = cv2.resize(frame[..., c], (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    return out, r
 
 
+@functools.cache
 def _grid(size: int = DET_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """(A, 2) anchor cell positions (x, y) and (A, 1) strides of YOLOX's three levels, anchors row-major per level."""
     grids, strides = [], []
@@ -65,11 +72,11 @@ def decode_people(
     grid, stride = _grid()
     if raw.shape != (len(grid), 85):
         raise ValueError(f"detector output {raw.shape}, expected ({len(grid)}, 85)")
-    xy = (raw[:, :2] + grid) * stride
-    wh = np.exp(np.minimum(raw[:, 2:4], 20.0)) * stride  # capped: exp of a huge logit is no box
     scores = raw[:, 4] * raw[:, 5]
-    keep = scores > score_threshold
-    boxes = np.concatenate([xy - wh / 2, xy + wh / 2], 1)[keep] / ratio
+    keep = np.flatnonzero(scores > score_threshold)  # decode only these
+    xy = (raw[keep, :2] + grid[keep]) * stride[keep]
+    wh = np.exp(np.minimum(raw[keep, 2:4], 20.0)) * stride[keep]  # capped: exp of a huge logit is no box
+    boxes = np.concatenate([xy - wh / 2, xy + wh / 2], 1) / ratio
     scores = scores[keep]
     kept = nms(boxes, scores, iou_threshold)
     return boxes[kept], scores[kept]
@@ -91,7 +98,9 @@ def crop_for_pose(frame: np.ndarray, centre: np.ndarray, scale: np.ndarray, inpu
     k = input_w / scale[0]  # the same as input_h / scale[1]: the aspect ratio was fixed
     warp = np.array([[k, 0, input_w / 2 - k * centre[0]], [0, k, input_h / 2 - k * centre[1]]])
     crop = cv2.warpAffine(frame, warp, (input_w, input_h), flags=cv2.INTER_LINEAR)
-    return ((crop.astype(np.float32) - POSE_MEAN) / POSE_STD).transpose(2, 0, 1)
+    blob = cv2.dnn.blobFromImage(crop, 1.0, None, tuple(POSE_MEAN.tolist()))[0]  # (3, H, W) float32, x - mean
+    blob *= (1.0 / POSE_STD)[:, None, None]
+    return blob
 
 
 def decode_simcc(

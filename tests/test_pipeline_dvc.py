@@ -70,7 +70,7 @@ def repo(tmp_path) -> Path:
     """A fresh git + DVC repository holding the project's pipeline with a tiny corpus."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("pipeline", "extractors"):
+    for name in ("pipeline", "extractors", "external"):
         if (ROOT / name).exists():
             shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", "params.yaml", ".gitignore", "metrics/table5_runs.json"):

@@ -63,6 +63,7 @@ class DWPoseONNX(Backend):
             expected_inputs=[[None, 3, wholebody.DET_SIZE, wholebody.DET_SIZE]], expected_outputs=[[None, 8400, 85]],
         )  # fmt: skip
         self.input_h, self.input_w = self._pose_input_size()
+        self._canvas: tuple[tuple, np.ndarray] | None = None  # the last detector input and its frame's shape
 
     def _open(self, option: str, path: Path, device: str):
         return onnx_session(self.param(option), path, device, worker_threads())
@@ -119,7 +120,9 @@ class DWPoseONNX(Backend):
 
     def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Person boxes (n, 4) xyxy in frame pixels and scores of one (H, W, 3) RGB frame."""
-        image, ratio = wholebody.letterbox(frame)
+        same_size = self._canvas is not None and self._canvas[0] == frame.shape
+        image, ratio = wholebody.letterbox(frame, out=self._canvas[1] if same_size else None)
+        self._canvas = (frame.shape, image)
         raw = self.det.run(None, {self.det.get_inputs()[0].name: image[None]})[0][0]  # (8400, 85)
         return wholebody.decode_people(raw, ratio, self.det_score, self.nms_iou)
 
