@@ -124,3 +124,25 @@ def draw_people(frame: np.ndarray, people: list[PlantedPerson], dots: list[tuple
     for x, y in dots:
         frame[y, x, GREEN] = 255
     return frame
+
+
+def depth_model_folder(folder: Path) -> Path:
+    """A tiny Depth Anything (a 2-layer DINOv2 backbone, 56 x 56 input) and its image processor, saved with
+    `save_pretrained` into `folder` like a downloaded model folder."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+
+    backbone = Dinov2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, patch_size=14,
+        image_size=56, out_features=["stage1", "stage2"], reshape_hidden_states=False,
+    )  # fmt: skip
+    config = DepthAnythingConfig(
+        backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[16, 32], fusion_hidden_size=16,
+        head_hidden_size=8, reassemble_factors=[2, 1], patch_size=14,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    DepthAnythingForDepthEstimation(config).save_pretrained(folder)
+    DPTImageProcessor(
+        size={"height": 56, "width": 56}, keep_aspect_ratio=False, ensure_multiple_of=14,
+        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+    ).save_pretrained(folder)  # fmt: skip
+    return folder

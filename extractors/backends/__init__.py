@@ -2,4 +2,11 @@
 imports every backend (a new backend adds its module's import here): spelled out rather than discovered by name,
 so that `extract`'s import closure (tests/test_dvc_deps.py) sees every backend it may run."""
 
-from extractors.backends import dwpose_onnx, holistic, simulated  # noqa: F401  (their registrations run on import)
+# their registrations run on import
+from extractors.backends import (  # noqa: F401
+    depth,
+    dwpose_onnx,
+    holistic,
+    simulated,
+    smplerx_import,
+)
