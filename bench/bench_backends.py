@@ -4,8 +4,10 @@ synthetic corpus' 128 x 128 videos in data/corpus).
     python bench/bench_backends.py [--videos 8] [--repeats 3] [--device cpu]
 
 The models are the tests' tiny ones (`tests/tiny_models.py`: the real models' input / output signatures, almost no
-compute), so the figure is the pipeline's own cost around a model: decoding, letterbox / crops / resizing,
-normalisation, the runtime call, decoding the outputs, the signer crop and the 24 x 24 cells. Real MediaPipe
+compute; Depth Anything's architecture at 2 layers for the depth model), so the figure is the pipeline's own
+cost around a model: decoding, letterbox / crops / resizing, normalisation, the runtime call, decoding the
+outputs, the signer crop and the 24 x 24 cells; `overhead_frames_per_second` leaves out the time inside the
+model calls. The two importers read outputs written in the real layouts (one person per frame). Real MediaPipe
 Holistic runs beside them on the same videos. Each backend's `extract` runs in this process, one thread pool as
 the runtime sets it up; figures are medians over `--repeats` passes over all the videos, in alternation.
 Writes bench/results/backends.json.
@@ -23,6 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -36,22 +40,66 @@ CORPUS = ROOT / "data/corpus"
 def _builders(tmp: Path, size: int, device: str, rows: list[dict]) -> dict[str, tuple[Callable[[], Backend], tuple]]:
     """{track/backend: (a function opening it, its model calls to time as "attribute.method")} with the tiny
     models written to `tmp`."""
+    from extractors.backends.depth import DepthModel, PrimeDepthImport
     from extractors.backends.dwpose_onnx import DWPoseONNX
     from extractors.backends.holistic import HolisticBackend
+    from extractors.backends.sapiens_torchscript import SapiensTorchScript
+    from extractors.backends.smplerx_import import SMPLerXImport
+
+    (tmp / "primedepth").mkdir()
 
     whole = tiny_models.PlantedPerson((0, 0, size, size), score=50.0)  # seen in any frame with a little red
     det, pose = tiny_models.dwpose_models(tmp / "dwpose", [whole], ratio=640 / size)
     dw = {**DWPoseONNX.options, "detector": str(det), "pose_model": str(pose), "device": device}
+    seg = tiny_models.sapiens_model(tmp / "sapiens/seg.pt2")
+    sap = {**SapiensTorchScript.options, "model": str(seg), "device": device}
+    dm = {**DepthModel.options, "model_dir": str(tiny_models.depth_model_folder(tmp / "depth")), "device": device}
+    for row in rows:  # PrimeDepth and SMPLer-X outputs for the same videos, in their real layouts
+        stem, n = Path(row["video"]).stem, int(row["n_frames"])
+        np.savez(tmp / f"primedepth/{stem}.npz", depth_ssi=_depth_scene(n, size))
+        _smplerx_output(tmp / "smplerx" / stem, n, size)
     return {
         "dwpose/onnx": (lambda: DWPoseONNX(dw, CORPUS, 0), ("det.run", "pose.run")),
+        "sapiens/torchscript": (lambda: SapiensTorchScript(sap, CORPUS, 0), ("model",)),
+        "primedepth/depth_model": (lambda: DepthModel(dm, CORPUS, 0), ("model",)),
+        "primedepth/import": (
+            lambda: PrimeDepthImport({"depth_dir": str(tmp / "primedepth"), "first_frame": 1}, CORPUS, 0),
+            (),
+        ),  # fmt: skip
+        "smplerx/import": (
+            lambda: SMPLerXImport({"output_dir": str(tmp / "smplerx"), "first_frame": 1}, CORPUS, 0),
+            (),
+        ),  # fmt: skip
         "mediapipe/holistic": (lambda: HolisticBackend(HolisticBackend.options, CORPUS, 0), ()),
     }
 
 
+def _depth_scene(n: int, size: int) -> np.ndarray:
+    """(n, size, size) inverse depth: a near block (the signer) moving in front of a far wall."""
+    depth = np.ones((n, size, size), np.float32)
+    for t in range(n):
+        x = size // 4 + t % (size // 4)
+        depth[t, size // 4 :, x : x + size // 3] = 2.0
+    return depth
+
+
+def _smplerx_output(folder: Path, n: int, size: int) -> None:
+    """One person per frame, as SMPLer-X's inference writes it."""
+    (folder / "smplx").mkdir(parents=True, exist_ok=True)
+    (folder / "meta").mkdir(parents=True, exist_ok=True)
+    shapes = {"global_orient": 1, "body_pose": 21, "jaw_pose": 1, "leye_pose": 1, "reye_pose": 1,
+              "left_hand_pose": 15, "right_hand_pose": 15}  # fmt: skip
+    for t in range(n):
+        np.savez(folder / f"smplx/{t + 1:05}_0.npz", **{k: np.full((j, 3), t / n) for k, j in shapes.items()})
+        box = [size / 4, size / 8, size / 2, size * 0.85]
+        (folder / f"meta/{t + 1:05}_0.json").write_text(json.dumps({"bbox": box}))
+
+
 def _open(build: Callable[[], Backend], model_calls: tuple[str, ...]) -> tuple[Backend, ModelClock]:
     backend, clock = build(), ModelClock()
+    clock.version = backend.version()  # before the wrapping replaces a model by its timed call
     for call in model_calls:
-        owner, method = call.rsplit(".", 1)
+        owner, _, method = call.rpartition(".")
         clock.wrap(getattr(backend, owner) if owner else backend, method)
     return backend, clock
 
@@ -61,6 +109,7 @@ class ModelClock:
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.version = ""  # the backend's version(), taken before its model calls are wrapped
 
     def wrap(self, owner: object, method: str) -> None:
         """Time every call of `owner.method` from now on."""
@@ -113,7 +162,7 @@ def main() -> None:
             "frames_per_second": round(frames / total, 1),
             # without the time inside the tiny model's calls: the pipeline's own cost (None: not separable)
             "overhead_frames_per_second": round(frames / overhead, 1) if overhead < total else None,
-            "version": opened[name][0].version(),
+            "version": opened[name][1].version,
         }
     out = {"videos": len(rows), "frame_size": f"{size}x{size}", "device": args.device, "repeats": args.repeats,
            "machine": platform.processor() or platform.machine(), "backends": results}  # fmt: skip

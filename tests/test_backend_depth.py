@@ -126,5 +126,7 @@ def test_depth_model_folder_errors_name_the_param(tmp_path, tiny_depth_model):
     (tmp_path / "empty").mkdir()
     with pytest.raises(BackendSetupError, match=r"primedepth.options.model_dir: .*has no \*.safetensors"):
         DepthModel({**opts, "model_dir": str(tmp_path / "empty")}, tmp_path, 0)
+    with pytest.raises(BackendSetupError, match=r"primedepth.options.batch_size must be >= 1"):
+        DepthModel({**opts, "model_dir": str(tiny_depth_model), "batch_size": 0}, tmp_path, 0)
     with pytest.raises(BackendSetupError, match=r"primedepth.options.prediction: 'disparity'"):
         DepthModel({**opts, "model_dir": str(tiny_depth_model), "prediction": "disparity"}, tmp_path, 0)

@@ -107,6 +107,8 @@ class DepthModel(Backend):
         if self.prediction not in ("inverse_depth", "depth"):
             raise BackendSetupError(f"{self.param('prediction')}: {self.prediction!r}; choose inverse_depth or depth")
         self.batch_size = int(options["batch_size"])
+        if self.batch_size < 1:
+            raise BackendSetupError(f"{self.param('batch_size')} must be >= 1, got {self.batch_size}")
         self.device = torch_device(str(options["device"]))
         self.dtype = torch_dtype(str(options["dtype"]), self.device)
         self.folder = require_path(self.param("model_dir"), options["model_dir"], _DEPTH_WHERE, kind="folder")
@@ -123,7 +125,7 @@ class DepthModel(Backend):
                 batch = []
         if batch:
             nearness += self._predict(batch)
-        return depth_frames(nearness, int(row["n_frames"]))
+        return depth_frames(nearness, len(nearness))  # the frames decoded: `extract` checks them against the manifest
 
     def _predict(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         """RGB frames -> their (H, W) nearness maps at the frames' size."""

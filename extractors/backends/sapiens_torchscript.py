@@ -32,6 +32,8 @@ from pipeline.videoio import iter_frames
 INPUT_H, INPUT_W = 1024, 768
 MEAN = (123.5, 116.5, 103.5)
 STD = (58.5, 57.0, 57.5)
+_MEAN = np.array(MEAN, np.float32)[None, :, None, None]
+_INV_STD = (1.0 / np.array(STD, np.float32))[None, :, None, None]
 _WHERE = (
     "a Sapiens body-part segmentation TorchScript checkpoint (the Goliath 28-class seg models of "
     "facebookresearch/sapiens, `sapiens_lite_host/torchscript/seg/checkpoints/`; README: Running the real "
@@ -107,14 +109,15 @@ class SapiensTorchScript(Backend):
         """RGB frames (H, W, 3) uint8 -> their (H, W) Goliath class maps."""
         import torch
 
-        resized = np.stack([cv2.resize(f, (INPUT_W, INPUT_H), interpolation=cv2.INTER_LINEAR) for f in frames])
-        x = torch.from_numpy(resized).to(self.device).permute(0, 3, 1, 2).float()  # (B, 3, 1024, 768)
-        x = (x - torch.tensor(MEAN, device=self.device)[:, None, None]) / torch.tensor(STD, device=self.device)[
-            :, None, None
-        ]
+        blob = np.empty((len(frames), 3, INPUT_H, INPUT_W), np.float32)  # (B, 3, 1024, 768)
+        for i, frame in enumerate(frames):  # the uint8 linear resize upstream does, channel by channel
+            for c in range(3):
+                blob[i, c] = cv2.resize(frame[..., c], (INPUT_W, INPUT_H), interpolation=cv2.INTER_LINEAR)
+        blob -= _MEAN
+        blob *= _INV_STD
         with torch.inference_mode():
-            logits = self.model(x.to(self.dtype))  # (B, 28, h, w)
-        out = logits.argmax(1).to(torch.uint8).cpu().numpy()  # (B, h, w)
+            logits = self.model(torch.from_numpy(blob).to(self.device, self.dtype))  # (B, 28, h, w)
+            out = channel_argmax(logits).cpu().numpy()  # (B, h, w)
         return [cv2.resize(m, (f.shape[1], f.shape[0]), interpolation=cv2.INTER_NEAREST) for m, f in zip(out, frames)]
 
     def version(self) -> str:
@@ -127,3 +130,17 @@ class SapiensTorchScript(Backend):
 
     def max_workers(self) -> int | None:
         return 1 if self.device.type == "cuda" else None
+
+
+def channel_argmax(logits):  # (B, C, h, w) tensor -> (B, h, w) uint8
+    """`logits.argmax(1)` (the first maximum on ties), as a running maximum over the channels: one pass of
+    element-wise work per channel instead of a strided reduction (about 2.7 x faster on CPU)."""
+    import torch
+
+    best = logits[:, 0].clone()
+    index = torch.zeros(best.shape, dtype=torch.uint8, device=logits.device)
+    for c in range(1, logits.shape[1]):
+        better = logits[:, c] > best
+        torch.maximum(best, logits[:, c], out=best)
+        index.masked_fill_(better, c)
+    return index
