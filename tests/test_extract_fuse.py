@@ -103,10 +103,10 @@ def test_corrupt_and_empty_videos_are_skipped_and_the_rest_completes(small_corpu
     assert store.attrs["backend"] == "holistic" and store.attrs["skipped"] == report["skipped"]
 
 
-def test_unbuilt_and_unknown_backends_fail_clearly(small_corpus, tmp_path):
+def test_unknown_backends_and_missing_models_fail_clearly(small_corpus, tmp_path):
     _, corpus, _ = small_corpus
-    with pytest.raises(ValueError, match=r"dwpose.backend 'onnx' is not a backend of dwpose; choose auto or one of"):
-        extract.extract_track("dwpose", corpus, tmp_path, backend="onnx")
+    with pytest.raises(ValueError, match=r"dwpose.backend 'openpose' is not a backend of dwpose; choose auto or"):
+        extract.extract_track("dwpose", corpus, tmp_path, backend="openpose")
     with pytest.raises(ValueError, match="choose auto or one of"):
         extract.extract_track("sapiens", corpus, tmp_path, backend="holistic")
     with pytest.raises(ValueError, match="unknown track"):
@@ -117,7 +117,8 @@ def test_unbuilt_and_unknown_backends_fail_clearly(small_corpus, tmp_path):
         extract.extract_track("dwpose", corpus, tmp_path, options={"noise": -1})
     no_truth = tmp_path / "real"
     shutil.copytree(corpus, no_truth, ignore=shutil.ignore_patterns("skeleton.zarr"))
-    with pytest.raises(ValueError, match=r"no real dwpose backend is built yet.*dwpose.enabled: false"):
+    # auto on a corpus without ground truth is the real backend, which needs its models
+    with pytest.raises(ValueError, match=r"dwpose.options.detector: external/dwpose/yolox_l.onnx does not exist"):
         extract.extract_track("dwpose", no_truth, tmp_path)
     with pytest.raises(ValueError, match="needs the synthetic corpus' ground truth"):
         extract.extract_track("dwpose", no_truth, tmp_path, backend="simulated")
