@@ -385,8 +385,8 @@ def test_an_unknown_source_is_refused_listing_the_registered_ones():
     assert "source 'asllrp-cloud' is not known" in str(err.value)
     assert f"set corpus.source to one of {list(sources.registered_sources())}" in str(err.value)
     assert "'synthetic'" in str(err.value)
-    with pytest.raises(ValueError, match=r"unknown keys \['wlasl'\]"):  # nor a subsection for it
-        sources.parse_corpus_params(_params(wlasl={"json": "x.json"}), seed=0)
+    with pytest.raises(ValueError, match=r"unknown keys \['how2sign'\]"):  # nor a subsection for it
+        sources.parse_corpus_params(_params(how2sign={"json": "x.json"}), seed=0)
 
 
 @dataclass(frozen=True)

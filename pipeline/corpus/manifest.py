@@ -2,6 +2,8 @@
 
 A corpus folder holds `manifest.parquet` (one row per utterance, `MANIFEST_SCHEMA`), `vocab.json` and the videos
 the manifest points at (relative paths); a source may add its own files (the synthetic signer's `skeleton.zarr`).
+An utterance that comes as a pose-format `.pose` file (the `pose` source) names it in `pose` and may have no video
+(`video` is then the empty string): the tracks the file carries are read from it, the others are masked.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ TASKS = ("isolated", "continuous")
 MANIFEST_SCHEMA = pa.schema([
     ("utt_id", pa.string()), ("video", pa.string()), ("glosses", pa.string()), ("split", pa.string()),
     ("signer", pa.string()), ("fps", pa.float64()), ("n_frames", pa.int64()), ("task", pa.string()),
-    ("width", pa.int64()), ("height", pa.int64()),
+    ("width", pa.int64()), ("height", pa.int64()), ("pose", pa.string()),
 ])  # fmt: skip
 REQUIRED_COLUMNS = ("utt_id", "video", "glosses", "split", "signer", "fps", "n_frames", "task")
 
@@ -36,6 +38,9 @@ def read_manifest(corpus_dir: str | os.PathLike) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"no corpus manifest at {path}; run the prepare stage (dvc repro prepare)")
     df = pd.read_parquet(path)
+    if "pose" not in df.columns:  # written before corpora could come as .pose files
+        df["pose"] = ""
+    df["pose"] = df["pose"].fillna("")
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing columns {missing}")
@@ -47,10 +52,18 @@ def read_manifest(corpus_dir: str | os.PathLike) -> pd.DataFrame:
     bad = sorted(set(df["task"]) - set(TASKS))
     if bad:
         raise ValueError(f"{path}: unknown tasks {bad}; allowed {list(TASKS)}")
+    neither = (df["video"] == "") & (df["pose"] == "")
+    if neither.any():
+        raise ValueError(f"{path}: utterance {df.loc[neither, 'utt_id'].iloc[0]!r} has neither a video nor a pose file")
     empty = df["glosses"].str.split().str.len().fillna(0) == 0
     if empty.any():
         raise ValueError(f"{path}: utterance {df.loc[empty, 'utt_id'].iloc[0]!r} has no glosses")
     return df
+
+
+def has_videos(corpus_dir: str | os.PathLike) -> bool:
+    """Whether any utterance of the corpus comes with a video (a corpus of `.pose` files has none)."""
+    return bool((read_manifest(corpus_dir)["video"] != "").any())
 
 
 @contextmanager
@@ -71,9 +84,11 @@ def atomic_corpus_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
 
 def write_manifest(rows: Sequence[dict], corpus_dir: str | os.PathLike, vocab: Vocab) -> None:
     """Write `manifest.parquet` (rows in the order given, one dict per utterance with `MANIFEST_SCHEMA`'s keys;
-    `width` / `height` may be left out when unknown) and `vocab.json`, then check them against the contract.
+    `width` / `height` may be left out when unknown, `pose` when there is no pose file) and `vocab.json`, then check
+    them against the contract.
 
-    Every gloss must be in `vocab` (later stages refuse unknown glosses) and every video must exist.
+    Every gloss must be in `vocab` (later stages refuse unknown glosses) and every video and pose file named must
+    exist.
     """
     corpus_dir = Path(corpus_dir)
     columns: dict[str, list] = {name: [] for name in MANIFEST_SCHEMA.names}
@@ -87,11 +102,16 @@ def write_manifest(rows: Sequence[dict], corpus_dir: str | os.PathLike, vocab: V
                 f"manifest row {row['utt_id']!r}: glosses {oov} are not in the vocabulary (drop the utterance or "
                 f"lower corpus.min_train_occurrences)"
             )
-        if not (corpus_dir / row["video"]).is_file():
-            raise FileNotFoundError(f"manifest row {row['utt_id']!r}: no video at {corpus_dir / row['video']}")
+        for kind in ("video", "pose"):
+            if row.get(kind) and not (corpus_dir / row[kind]).is_file():
+                raise FileNotFoundError(f"manifest row {row['utt_id']!r}: no {kind} file at {corpus_dir / row[kind]}")
         for name, values in columns.items():
-            values.append(row.get(name))
-    pq.write_table(pa.table(columns, schema=MANIFEST_SCHEMA), corpus_dir / "manifest.parquet")
+            values.append(row.get(name, "" if name == "pose" else None))
+    schema = MANIFEST_SCHEMA
+    if not any(columns["pose"]):  # a corpus of videos only: its manifest as before .pose files could come in
+        del columns["pose"]
+        schema = schema.remove(schema.get_field_index("pose"))
+    pq.write_table(pa.table(columns, schema=schema), corpus_dir / "manifest.parquet")
     vocab.save(corpus_dir / "vocab.json")
     read_manifest(corpus_dir)  # the checks every reader applies, now rather than in a later stage
 

@@ -27,6 +27,22 @@ def read_frames(video: str | os.PathLike, indices: list[int]) -> dict[int, np.nd
     return out
 
 
+def draw_pose(pose_file: str | os.PathLike, indices: list[int]) -> dict[int, np.ndarray]:
+    """The requested frames of a `.pose` file drawn by pose-format's own visualiser (RGB, on white)."""
+    from pose_format import Pose
+    from pose_format.pose_visualizer import PoseVisualizer
+
+    wanted, out = set(indices), {}
+    pose = Pose.read(Path(pose_file).read_bytes())
+    visualiser = PoseVisualizer(pose, thickness=max(1, round(pose.header.dimensions.width / 128)))  # its own: 0 < 75 px
+    for i, bgr in enumerate(visualiser.draw(background_color=(255, 255, 255))):
+        if i in wanted:
+            out[i] = np.ascontiguousarray(bgr[..., ::-1])
+        if i >= max(wanted, default=-1):
+            break
+    return out
+
+
 def make_preview(corpus_dir: str | os.PathLike, out_png: str | os.PathLike, columns: int = 6) -> list[str]:
     """One row per split (its longest utterance), `columns` frames per row, each labelled with its gloss.
 
@@ -51,7 +67,12 @@ def make_preview(corpus_dir: str | os.PathLike, out_png: str | os.PathLike, colu
             picks = _aligned_picks(store.read(row["utt_id"], "token"), glosses, int(row["n_frames"]), columns)
         else:
             picks = _even_picks(glosses, int(row["n_frames"]), columns)
-        frames = read_frames(corpus_dir / row["video"], [f for f, _ in picks])
+        wanted = [f for f, _ in picks]
+        frames = (
+            read_frames(corpus_dir / row["video"], wanted)
+            if row["video"]
+            else draw_pose(corpus_dir / row["pose"], wanted)
+        )
         for c, (f, label) in enumerate(picks):
             ax = axes[r, c]
             if f in frames:

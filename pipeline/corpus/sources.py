@@ -126,7 +126,7 @@ def _load() -> None:
     sees every source it may run."""
     global _LOADED
     if not _LOADED:
-        from pipeline.corpus import synthetic  # noqa: F401  (registers "synthetic")
+        from pipeline.corpus import asllrp, pose_files, synthetic, table, wlasl  # noqa: F401  (each registers one)
 
         _LOADED = True
 
