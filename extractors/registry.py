@@ -36,6 +36,7 @@ class Backend(ABC):
     track: ClassVar[str] = ""
     name: ClassVar[str] = ""
     real: ClassVar[bool] = True  # False: a simulation that needs the synthetic corpus' ground truth
+    reads: ClassVar[str] = "video"  # what it reads of a manifest row: "video", "pose" (the .pose file) or "nothing"
     options: ClassVar[dict[str, object]] = {}  # params the backend reads from its track's section, with defaults
 
     def __init__(self, options: dict, corpus_dir: Path, seed: int) -> None:
@@ -112,16 +113,21 @@ def lookup(track: str, name: str) -> type[Backend]:
     return found[name]
 
 
-def resolve(track: str, requested: str, synthetic: bool) -> type[Backend]:
-    """`auto` is the simulated backend on the synthetic corpus (it has ground truth) and the real one elsewhere."""
+def resolve(track: str, requested: str, synthetic: bool, videos: bool = True) -> type[Backend]:
+    """`auto` is the simulated backend on the synthetic corpus (it has ground truth), the real one on a corpus of
+    videos, and on a corpus of `.pose` files without videos (`videos` False) the backend reading them where the
+    track has one, else `none` (the track all masked)."""
     if track not in TRACK_ORDER:
         raise ValueError(f"unknown track {track!r}; tracks are {list(TRACK_ORDER)}")
     if requested != "auto":
         cls = lookup(track, requested)
     elif synthetic:
         cls = lookup(track, "simulated")
+    elif not videos:
+        readers = [c for c in backends(track).values() if c.reads == "pose"]
+        cls = readers[0] if readers else lookup(track, "none")
     else:
-        real = [cls for cls in backends(track).values() if cls.real]
+        real = [cls for cls in backends(track).values() if cls.real and cls.reads == "video"]
         if not real:
             raise BackendSetupError(
                 f"no real {track} backend is built yet, and this corpus has no ground truth to simulate it from: "
@@ -130,6 +136,11 @@ def resolve(track: str, requested: str, synthetic: bool) -> type[Backend]:
         cls = real[0]
     if not cls.real and not synthetic:
         raise BackendSetupError(f"{track}.backend {cls.name} needs the synthetic corpus' ground truth (skeleton.zarr)")
+    if cls.reads == "video" and not videos:
+        raise BackendSetupError(
+            f"{track}.backend {cls.name} reads videos, and this corpus has none (.pose files only): set "
+            f"{track}.backend to auto or one of {sorted(n for n, c in backends(track).items() if c.reads != 'video')}"
+        )
     return cls
 
 

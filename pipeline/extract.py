@@ -78,7 +78,8 @@ def _run_batch(batch: tuple[int, list[dict]]) -> tuple[int, list[tuple[str, Trac
 
 def _fingerprint(track: str, backend: str, seed: int, manifest: pd.DataFrame, params: dict) -> str:
     h = hashlib.sha256(json.dumps([track, backend, seed, params], sort_keys=True, default=str).encode())
-    h.update(pd.util.hash_pandas_object(manifest[["utt_id", "n_frames", "video"]], index=False).values.tobytes())
+    inputs = ["utt_id", "n_frames", "video"] + (["pose"] if (manifest["pose"] != "").any() else [])
+    h.update(pd.util.hash_pandas_object(manifest[inputs], index=False).values.tobytes())
     return h.hexdigest()[:16]
 
 
@@ -122,7 +123,8 @@ def extract_track(
     t0 = time.perf_counter()
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
     manifest = read_manifest(corpus_dir)
-    cls = registry.resolve(track, backend, synthetic=(corpus_dir / "skeleton.zarr").exists())
+    videos = bool((manifest["video"] != "").any())
+    cls = registry.resolve(track, backend, synthetic=(corpus_dir / "skeleton.zarr").exists(), videos=videos)
     options = registry.backend_options(track, cls, options or {})
     opened = cls(options, corpus_dir, int(seed))  # fails here, once, on a bad option or a missing model
     ran = {"backend": cls.name, "backend_version": opened.version(), "weights_sha256": opened.weights_hash()}

@@ -7,6 +7,7 @@ from extractors.backends import (  # noqa: F401
     depth,
     dwpose_onnx,
     holistic,
+    posefile,
     sapiens_torchscript,
     simulated,
     smplerx_import,
