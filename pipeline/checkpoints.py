@@ -67,3 +67,22 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
 def as_tuples(d: dict) -> dict:
     """JSON lists back to the tuples the config dataclasses hold."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+NOT_TRAINED = "NOT_TRAINED.json"  # published in place of a model that could not be trained, with the reason
+
+
+def write_not_trained(out_dir: str | os.PathLike, reason: str) -> str:
+    """Publish, instead of a model, the reason Stage II was not trained (`NOT_TRAINED`, read by `evaluate`)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f"{NOT_TRAINED}.partial"
+    tmp.write_text(json.dumps({"reason": reason}, indent=1) + "\n")
+    os.replace(tmp, out / NOT_TRAINED)
+    return reason
+
+
+def not_trained_reason(model: str | os.PathLike) -> str | None:
+    """Why the Stage II model `model` (`<out>/best`) was not trained, or None when it was."""
+    path = Path(model).parent / NOT_TRAINED
+    return json.loads(path.read_text())["reason"] if path.is_file() else None

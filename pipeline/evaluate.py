@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.checkpoints import not_trained_reason
 from pipeline.corpus.manifest import read_manifest
 from pipeline.data import Utterance
 from pipeline.decoding import DecodeConfig
@@ -30,6 +31,7 @@ from pipeline.devices import resolve_device
 from pipeline.nets.pose2gloss import Pose2Gloss
 from pipeline.params import load_params, write_metrics
 from pipeline.recognition import (
+    HYPOTHESIS_COLUMNS,
     MODELS,
     SPLITS,
     Loader,
@@ -109,6 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     dcfg = decode_config(params, args.model)
     batch_size = int((params.get("decoding") or {}).get("batch_size", 32))
     t0 = time.perf_counter()
+    if args.model == "video2gloss" and (reason := not_trained_reason(args.video2pose)):
+        write_not_evaluated(Path(args.metrics_dir), args.model, reason)
+        print(f"evaluate {args.model}: not evaluated: {reason}")
+        return
     if args.model == "pose2gloss":
         metrics, table = evaluate_pose2gloss(args.pose2gloss, args.features, args.corpus, dcfg, batch_size=batch_size)
     else:
@@ -131,6 +137,15 @@ def main(argv: list[str] | None = None) -> None:
         m = metrics[split]
         print(f"evaluate {args.model} {split}: WER {m['wer']:.2f}  BLEU {m['bleu']:.2f}  Top-5 {m['top5']:.2f}"
               f"  Best {m['best']:.2f}")  # fmt: skip
+
+
+def write_not_evaluated(metrics_dir: Path, model: str, reason: str) -> None:
+    """The metrics and an empty hypotheses table of a model that was not trained (its reason kept)."""
+    write_metrics(metrics_dir / f"{model}.json", {"not_evaluated": reason})
+    (metrics_dir / "hypotheses").mkdir(parents=True, exist_ok=True)
+    tmp = metrics_dir / "hypotheses" / f".{model}.csv.tmp"
+    pd.DataFrame(columns=HYPOTHESIS_COLUMNS).to_csv(tmp, index=False)
+    os.replace(tmp, metrics_dir / "hypotheses" / f"{model}.csv")
 
 
 if __name__ == "__main__":

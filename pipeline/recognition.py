@@ -117,6 +117,10 @@ def split_metrics(rec: dict) -> dict:
     }
 
 
+HYPOTHESIS_COLUMNS = ("split", "utt_id", "signer", "reference", "hypothesis", "bleu", "bleu1", "wer", "substitutions",
+                      "deletions", "insertions")  # fmt: skip
+
+
 def per_utterance(rec: dict, split: str, signers: dict[str, str]) -> pd.DataFrame:
     rows = []
     for utt, ref, hyp in zip(rec["utt_id"], rec["references"], rec["hypotheses"]):
@@ -128,7 +132,7 @@ def per_utterance(rec: dict, split: str, signers: dict[str, str]) -> pd.DataFram
             "wer": round(w["wer"], 3), "substitutions": w["substitutions"], "deletions": w["deletions"],
             "insertions": w["insertions"],
         })  # fmt: skip
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(HYPOTHESIS_COLUMNS))
 
 
 def most_frequent_sequence_baseline(manifest: pd.DataFrame, splits: tuple[str, ...] = SPLITS) -> dict:

@@ -32,6 +32,7 @@ TABLE5_COLUMNS = {  # column -> (corpus.synthetic.task, corpus.synthetic.n_gloss
     "isolated-100": ("isolated", 100, "top1"), "isolated-300": ("isolated", 300, "top1"),
     "continuous-1000": ("continuous", 1000, "wer"), "continuous-2000": ("continuous", 2000, "wer"),
 }  # fmt: skip
+SOURCE_NAMES = {"synthetic": "synthetic signer", "asllrp": "ASLLRP", "wlasl": "WLASL"}
 MODELS = {"pose2gloss": "Pose2Gloss", "video2gloss": "Video2Gloss"}
 
 
@@ -86,8 +87,10 @@ def render(metrics_dir: str | os.PathLike = "metrics") -> str:
     metrics_dir = Path(metrics_dir)
     corpus = _read(metrics_dir / "corpus.json") or {}
     utts = corpus.get("utterances", {})
+    source = corpus.get("source", "synthetic")
     desc = (
-        f"synthetic signer corpus: {corpus.get('n_glosses', '?')} glosses, {corpus.get('signers_seen', '?')} seen + "
+        f"{SOURCE_NAMES.get(source, source)} corpus: {corpus.get('n_glosses', '?')} glosses, "
+        f"{corpus.get('signers_seen', '?')} seen + "
         f"{corpus.get('signers_unseen', '?')} unseen signers, {utts.get('test', '?')} test / "
         f"{utts.get('test_unseen', '?')} test_unseen utterances"
     )

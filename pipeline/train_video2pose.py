@@ -27,7 +27,8 @@ from tqdm import tqdm
 from pipeline import scoring
 from pipeline import training as training_module
 from pipeline import video as video_module
-from pipeline.checkpoints import model_paths
+from pipeline.checkpoints import model_paths, write_not_trained
+from pipeline.corpus.manifest import has_videos
 from pipeline.data import bucket_batches
 from pipeline.decoding import validation_decode
 from pipeline.devices import autocast, resolve_device, video_attention
@@ -278,6 +279,13 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     params = load_params(args.params)
     model_cfg, train_cfg = configs_from_params(params.get("video2pose", {}) or {}, int(params.get("seed", 0)))
+    if not has_videos(args.corpus):
+        reason = (f"{args.corpus} has no videos (a corpus of .pose files): Stage II learns from video, so it is not "
+                  "trained; Stage I serves the pose files")  # fmt: skip
+        write_not_trained(args.out, reason)
+        write_metrics(args.metrics, {"trained": False, "reason": reason})
+        print(f"train_video2pose: not trained: {reason}")
+        return
     summary = train(model_cfg, train_cfg, args.pose2gloss, args.features, args.corpus, args.out, args.frame_cache,
                     args.live, work_dir=args.work)  # fmt: skip
     write_metrics(args.metrics, summary)
