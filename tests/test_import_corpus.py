@@ -108,7 +108,7 @@ def test_wlasl_cut_from_full_videos(tmp_path):
     assert by_id.loc["00004", "split"] == "test" and by_id.loc["00004", "glosses"] == "book"
     assert by_id.loc["00004", "n_frames"] == 10  # frames 3-12, 1-based and inclusive
     assert frame_numbers(tmp_path / "corpus" / by_id.loc["00004", "video"]) == list(range(2, 12))
-    assert by_id.loc["00001", "n_frames"] == 20 and set(m["task"]) == {"isolated"}
+    assert by_id.loc["00001", "n_frames"] == 20 and set(m["task"]) == {"isolated"} and set(m["translation"]) == {""}
     assert by_id.loc["00002", "signer"] == "2" and summary["split"] == "the source's own"
     reasons = dict(zip(skipped["entry"], skipped["reason"]))
     assert reasons["00013"].startswith("missing video")
@@ -251,7 +251,7 @@ def test_asllrp_clips_cut_by_signstream_times_at_the_videos_rate(tmp_path):
     m, summary, skipped = build(tmp_path, "asllrp", own, val_fraction=0.0, test_fraction=0.0)
     row = m.iloc[0]
     assert len(m) == 1 and row["glosses"] == "TOMORROW IX-1p GO" and row["task"] == "continuous"
-    assert row["signer"] == "Lana Cook" and row["fps"] == 10.0
+    assert row["signer"] == "Lana Cook" and row["fps"] == 10.0 and row["translation"] == "Tomorrow I'll go."
     assert frame_numbers(tmp_path / "corpus" / row["video"]) == list(range(15, 42))  # 1.5 s - 4.25 s at 10 fps
     reasons = dict(zip(skipped["entry"], skipped["reason"]))
     assert reasons[str(xml_dir / "notes.xml")].startswith("unreadable XML")

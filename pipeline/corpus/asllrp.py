@@ -50,7 +50,7 @@ def read_asllrp(cfg: ASLLRPConfig) -> tuple[list[Entry], list[Skip]]:
             video = media_dir / u.media[0]
             video = video if video.is_file() else by_name.get(Path(u.media[0]).name, video)
             span = Span(u.start_s, u.end_s, "second")
-            entries.append(Entry(u.key, video, u.glosses, span, None, u.signer, "continuous"))
+            entries.append(Entry(u.key, video, u.glosses, span, None, u.signer, "continuous", u.translation))
     return entries, skipped
 
 

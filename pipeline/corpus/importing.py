@@ -63,6 +63,7 @@ class Entry:
     split: str | None = None  # the source's own split, or None: `import_corpus` assigns one
     signer: str | None = None
     task: str = "continuous"  # or "isolated"
+    translation: str | None = None  # the spoken-language translation, when the source has one
     utt_id: str | None = None  # what to call the utterance (made file-name safe; numbered when taken); None: `name`
 
 
@@ -179,8 +180,8 @@ def _media_rows(
             if isinstance(got, str):
                 skipped.append((e.name, got))
                 continue
-            rows.append({"utt_id": utt_id, "glosses": " ".join(e.glosses), "split": e.split,
-                         "signer": e.signer or "", "task": e.task, **got})  # fmt: skip
+            rows.append({"utt_id": utt_id, "glosses": " ".join(e.glosses), "split": e.split, "signer": e.signer or "",
+                         "task": e.task, "translation": e.translation or "", **got})  # fmt: skip
     return rows
 
 

@@ -3,7 +3,8 @@
 A corpus folder holds `manifest.parquet` (one row per utterance, `MANIFEST_SCHEMA`), `vocab.json` and the videos
 the manifest points at (relative paths); a source may add its own files (the synthetic signer's `skeleton.zarr`).
 An utterance that comes as a pose-format `.pose` file (the `pose` source) names it in `pose` and may have no video
-(`video` is then the empty string): the tracks the file carries are read from it, the others are masked.
+(`video` is then the empty string): the tracks the file carries are read from it, the others are masked. A source
+that has them keeps the utterances' spoken-language `translation` (ASLLRP's English translation).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ TASKS = ("isolated", "continuous")
 MANIFEST_SCHEMA = pa.schema([
     ("utt_id", pa.string()), ("video", pa.string()), ("glosses", pa.string()), ("split", pa.string()),
     ("signer", pa.string()), ("fps", pa.float64()), ("n_frames", pa.int64()), ("task", pa.string()),
-    ("width", pa.int64()), ("height", pa.int64()), ("pose", pa.string()),
+    ("width", pa.int64()), ("height", pa.int64()), ("pose", pa.string()), ("translation", pa.string()),
 ])  # fmt: skip
+OPTIONAL_COLUMNS = ("pose", "translation")  # written only when some utterance has one; read back as "" otherwise
 REQUIRED_COLUMNS = ("utt_id", "video", "glosses", "split", "signer", "fps", "n_frames", "task")
 
 
@@ -38,9 +40,8 @@ def read_manifest(corpus_dir: str | os.PathLike) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"no corpus manifest at {path}; run the prepare stage (dvc repro prepare)")
     df = pd.read_parquet(path)
-    if "pose" not in df.columns:  # written before corpora could come as .pose files
-        df["pose"] = ""
-    df["pose"] = df["pose"].fillna("")
+    for column in OPTIONAL_COLUMNS:  # absent from a corpus without them
+        df[column] = df[column].fillna("") if column in df.columns else ""
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing columns {missing}")
@@ -84,8 +85,8 @@ def atomic_corpus_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
 
 def write_manifest(rows: Sequence[dict], corpus_dir: str | os.PathLike, vocab: Vocab) -> None:
     """Write `manifest.parquet` (rows in the order given, one dict per utterance with `MANIFEST_SCHEMA`'s keys;
-    `width` / `height` may be left out when unknown, `pose` when there is no pose file) and `vocab.json`, then check
-    them against the contract.
+    `width` / `height` may be left out when unknown, `pose` and `translation` when there are none) and
+    `vocab.json`, then check them against the contract.
 
     Every gloss must be in `vocab` (later stages refuse unknown glosses) and every video and pose file named must
     exist.
@@ -106,11 +107,12 @@ def write_manifest(rows: Sequence[dict], corpus_dir: str | os.PathLike, vocab: V
             if row.get(kind) and not (corpus_dir / row[kind]).is_file():
                 raise FileNotFoundError(f"manifest row {row['utt_id']!r}: no {kind} file at {corpus_dir / row[kind]}")
         for name, values in columns.items():
-            values.append(row.get(name, "" if name == "pose" else None))
+            values.append(row.get(name, "" if name in OPTIONAL_COLUMNS else None))
     schema = MANIFEST_SCHEMA
-    if not any(columns["pose"]):  # a corpus of videos only: its manifest as before .pose files could come in
-        del columns["pose"]
-        schema = schema.remove(schema.get_field_index("pose"))
+    for name in OPTIONAL_COLUMNS:
+        if not any(columns[name]):
+            del columns[name]
+            schema = schema.remove(schema.get_field_index(name))
     pq.write_table(pa.table(columns, schema=schema), corpus_dir / "manifest.parquet")
     vocab.save(corpus_dir / "vocab.json")
     read_manifest(corpus_dir)  # the checks every reader applies, now rather than in a later stage

@@ -8,7 +8,9 @@ is WLASL's own (train / val / test).
 Videos are `<video_dir>/<video_id>.mp4`. As WLASL's `preprocess.py` writes them (and as the processed copies people
 share hold them) each video is already the instance (`trimmed: true`, the default): the whole file is the clip.
 With `trimmed: false` the file is the full source video and the instance is its frames `frame_start` to
-`frame_end` (1-based, inclusive; `frame_end` -1 = to the end), cut here.
+`frame_end` (1-based, inclusive; `frame_end` -1 = to the end), cut here. The instance's `fps` (25 throughout
+WLASL, whatever the video's real rate) is not used: the video's own frame rate is the manifest's, as for every
+source; nor is its `bbox`: the extractors find the signer in every frame themselves.
 """
 
 from __future__ import annotations
