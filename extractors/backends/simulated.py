@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -21,7 +22,7 @@ from extractors import dwpose, maps, mediapipe
 from extractors.backends._ground_truth import GroundTruth, dropouts, smooth_noise
 from extractors.base import TrackFrames
 from extractors.registry import Backend, register
-from pipeline.corpus.motion import Signer
+from pipeline.corpus.motion import RELAXED_HS, Signer, hand_pose
 from pipeline.corpus.skeleton import PART, J, P
 from pipeline.layout import TRACK_ORDER
 from pipeline.store import FrameStore
@@ -34,6 +35,7 @@ class SimulatedSensor(Backend):
 
     options = {"noise": 1.0}  # noise and failure multiplier (0 = a perfect sensor)
     sense: Sensor
+    sensor_version = "signx simulated sensor v1"  # `version()`; a sensor model that changes says so here
 
     def __init__(self, options: dict, corpus_dir: Path, seed: int) -> None:
         super().__init__(options, corpus_dir, seed)
@@ -55,14 +57,15 @@ class SimulatedSensor(Backend):
         return type(self).sense(gt, rng, self.noise)
 
     def version(self) -> str:
-        return "signx simulated sensor v1"
+        return self.sensor_version
 
 
-def _sensor(track: str) -> Callable[[Sensor], Sensor]:
+def _sensor(track: str, version: str = SimulatedSensor.sensor_version) -> Callable[[Sensor], Sensor]:
     """Register `fn` as the sensor model of `track`'s simulated backend (and return it unchanged)."""
 
     def wrap(fn: Sensor) -> Sensor:
-        cls = type(f"Simulated_{track}", (SimulatedSensor,), {"sense": staticmethod(fn), "__doc__": fn.__doc__})
+        attrs = {"sense": staticmethod(fn), "__doc__": fn.__doc__, "sensor_version": version}
+        cls = type(f"Simulated_{track}", (SimulatedSensor,), attrs)
         register(track, "simulated", real=False)(cls)
         return fn
 
@@ -133,44 +136,146 @@ _POSE_SOURCE = (
 )  # fmt: skip
 
 
-@_sensor("mediapipe")
-def simulate_mediapipe(gt: GroundTruth, rng: np.random.Generator, noise: float = 1.0) -> TrackFrames:
-    """MediaPipe Holistic as a sensor on the synthetic corpus.
+@dataclass(frozen=True)
+class MediaPipeNoise:
+    """The simulated MediaPipe's noise and failure levels (`simulate_mediapipe`).
 
-    Noise and failure model: landmark jitter (sd 0.4 % of the image for the pose, 0.6 % plus 10 % of the hand's
-    image speed for hands); z in MediaPipe's convention (hip- or wrist-relative, x scale) with 3x the xy noise;
-    visibility ~0.95 inside the image and 0.05-0.3 outside (legs below the frame); hand tracking is lost for
-    runs of frames, more often on fast motion and when the hand is near the face (zeros for that hand);
-    rare frames without a pose (all zeros, mask 0).
+    Calibrated against the real Holistic backend (mediapipe 0.10.14, model complexity 1) on this corpus' 128 x 128
+    videos: per part detection rate, miss runs, keypoint error and its smoothness, z and visibility, measured by
+    `python bench/calibrate_mediapipe.py` (figures in docs/EXTRACTORS.md, "Calibration of the simulated
+    MediaPipe"). Jitter sds are fractions of the image size, distances fractions of the image height, failure
+    probabilities per frame. The sensor's `noise` multiplies every jitter sd, spread and failure probability (and
+    `visibility_half`): at 0 it is the perfect sensor (exact landmarks, visibility 1 inside the image and 0
+    outside, no part ever lost).
     """
+
+    # landmark jitter: temporally correlated (AR(1) with coefficient `*_rho`), as Holistic smooths its landmarks
+    # over frames; measured errors hardly grow with speed (pose) or grow a little (hands: `hand_blur`)
+    pose_sd_face: float = 0.013  # nose, eyes, ears, mouth
+    pose_sd_shoulders: float = 0.025
+    pose_sd_arms: float = 0.022  # elbows and wrists
+    pose_sd_hand: float = 0.034  # the pose's pinky, index and thumb points (its coarse hand)
+    pose_sd_legs: float = 0.045  # hips and below (mostly below the frame, guessed)
+    pose_rho: float = 0.88
+    pose_z: float = 5.0  # z jitter as a multiple of the xy jitter (Holistic's z is far noisier than its x, y)
+    pose_miss: float = 0.0  # frames without a pose: never seen on this corpus (0 in the calibration sample)
+    pose_miss_len: float = 2.0
+    # visibility: 1 - a lognormal gap inside the image; outside, it falls with the distance beyond the border
+    visibility_gap: float = 0.004  # median gap inside the image
+    visibility_gap_spread: float = 2.0  # the gap's log-sd (mean visibility inside ~0.97)
+    visibility_half: float = 0.1  # distance beyond the border where visibility halves
+    visibility_power: float = 2.0  # how fast it falls beyond that
+    visibility_spread: float = 2.5  # log-sd of the fall-off, per landmark and frame
+    # hand landmarks: jitter (larger at the wrist and thumb base, which Holistic places off the skeleton's joints)
+    hand_sd: float = 0.017
+    hand_sd_base: float = 0.025  # wrist and thumb_cmc
+    hand_blur: float = 0.001  # extra sd on a moving hand (motion blur), reached at `hand_moving_at` of speed
+    hand_sd_face: float = 0.5  # the sd's relative increase in front of the face
+    hand_sd_overlap: float = 1.0  # and with the hands overlapping
+    hand_sd_spread: float = 0.5  # log-sd of a slowly varying factor on a hand's sd (some frames fit much worse)
+    hand_rho: float = 0.8
+    hand_z: float = 5.0  # z jitter as a multiple of the xy jitter
+    # hand tracking is lost for runs of frames (`dropouts`): each frame starts a run with the sum of these
+    hand_miss: float = 0.02  # any frame
+    hand_miss_moving: float = 0.02  # a moving hand (motion blur), reached at `hand_moving_at` of speed
+    hand_moving_at: float = 0.02  # wrist speed, fraction of the image height per frame
+    hand_miss_shaped: float = 0.15  # a hand forming a handshape (the relaxed resting hand is found best), reached
+    hand_shaped_at: float = 20.0  # at this mean angle (degrees) of the finger joints away from the relaxed hand
+    hand_miss_face: float = 0.21  # the hand in front of the face (wrist within `face_radius` of the nose)
+    face_radius: float = 0.2
+    hand_miss_overlap: float = 0.115  # the hands overlapping (wrists within `overlap_radius`)
+    overlap_radius: float = 0.12
+    hand_miss_edge: float = 0.5  # part of the hand outside the image
+    hand_miss_len: float = 2.7  # mean run length, frames
+
+
+MEDIAPIPE = MediaPipeNoise()
+
+# The 33 pose landmarks' jitter groups (`mediapipe.POSE33` order): 0 face (nose to mouth), 1 shoulders, 2 elbows
+# and wrists, 3 the pose's pinky, index and thumb points, 4 hips and legs.
+_POSE_GROUP = np.array([0] * 11 + [1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3] + [4] * 10)
+
+
+def _hand_conditions(gt: GroundTruth, side: str, p: MediaPipeNoise) -> dict[str, np.ndarray]:
+    """(T,) per frame, what makes Holistic's `side` hand harder to find and place: the hand moving (0-1, saturating
+    at `hand_moving_at`), forming a handshape (0-1, saturating at `hand_shaped_at`), in front of the face,
+    overlapping the other hand, partly outside the image."""
+    H, other = gt.height, "right" if side == "left" else "left"
+    wrist = gt.pixel([f"{side}_wrist"])[:, 0]
+    first = J[f"{side}_index1"]
+    bent = np.linalg.norm(gt.pose[:, first : first + 15] - hand_pose(RELAXED_HS[None], side)[0], axis=-1).mean(1)
+    return {
+        "moving": np.clip(gt.speed_px(f"{side}_wrist") / H / p.hand_moving_at, 0, 1),
+        "shaped": np.clip(np.rad2deg(bent) / p.hand_shaped_at, 0, 1),
+        "face": np.linalg.norm(wrist - gt.pixel(["face_30"])[:, 0], axis=1) < p.face_radius * H,
+        "overlap": np.linalg.norm(wrist - gt.pixel([f"{other}_wrist"])[:, 0], axis=1) < p.overlap_radius * H,
+        "edge": ~gt.in_frame(gt.pixel(hand_source(side))).all(1),
+    }
+
+
+@_sensor("mediapipe", version="signx simulated sensor v2 (MediaPipe calibrated against real Holistic)")
+def simulate_mediapipe(
+    gt: GroundTruth, rng: np.random.Generator, noise: float = 1.0, params: MediaPipeNoise = MEDIAPIPE
+) -> TrackFrames:
+    """MediaPipe Holistic as a sensor on the synthetic corpus (levels in `params`: `MediaPipeNoise`, calibrated
+    against the real Holistic on this corpus' videos).
+
+    Noise and failure model: temporally smooth landmark jitter (AR(1), as Holistic smooths over frames): pose sd
+    1.3 % of the image on the face to 4.5 % on the hips; hands 1.7 % (2.5 % at the wrist and thumb base, which
+    Holistic places off the skeleton's joints), x1.5 in front of the face, x2 with the hands overlapping, times a
+    slowly varying log-normal factor (some frames fit much worse); z in MediaPipe's convention (hip- or
+    wrist-relative, x scale) with 5x the xy jitter; visibility ~0.97 inside the image, falling with the distance
+    beyond the border (the legs below the frame); hand tracking is lost for runs of frames (zeros for that hand),
+    rarely for a relaxed hand at rest, more often for a hand forming a handshape, in front of the face, overlapping
+    the other hand or partly outside the image, a little more when it moves; frames without a pose (all zeros,
+    mask 0) are possible but at the calibrated level never happen, as with the real Holistic on this corpus.
+    """
+    p = params
     T, W, H = gt.n_frames, gt.width, gt.height
     f = gt.camera[:, 0]
     norm = np.array([W, H], dtype=np.float64)
 
-    def landmarks(source, origin_depth: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    def landmarks(source, origin_depth: np.ndarray, sd: np.ndarray, rho: float, z_times: float) -> np.ndarray:
+        """(T, n, 3) normalised x, y and MediaPipe z of `source`, with jitter of sd `sd` (T, n) and AR(1) `rho`."""
         uv = gt.pixel(source) / norm
         depth = np.stack([gt.world([k])[:, 0] for k in source], 1)  # (T, n, 3) world
         z_cam = gt.camera[:, None, 6] - depth[..., 2]  # distance along the optical axis
         z = (z_cam - origin_depth[:, None]) * f[:, None] / origin_depth[:, None] / W
-        jitter = rng.normal(0, 1, (T, len(source), 3)) * noise * sd[:, None, None] * np.array([1, 1, 3])
+        jitter = smooth_noise(rng, (T, len(source), 3), noise, rho=rho) * sd[..., None] * np.array([1, 1, z_times])
         return np.concatenate([uv, z[..., None]], -1) + jitter
 
     hips = gt.world([("left_hip", "right_hip")])[:, 0]
-    hip_depth = gt.camera[:, 6] - hips[:, 2]
-    pose = landmarks(_POSE_SOURCE, hip_depth, np.full(T, 0.004))
-    inside = gt.in_frame(pose[..., :2] * norm)
-    vis = np.where(inside, np.clip(rng.normal(0.95, 0.03, inside.shape), 0, 1), rng.uniform(0.05, 0.3, inside.shape))
+    pose_sd = np.array([p.pose_sd_face, p.pose_sd_shoulders, p.pose_sd_arms, p.pose_sd_hand, p.pose_sd_legs])
+    pose_sd = np.tile(pose_sd[_POSE_GROUP], (T, 1))
+    pose = landmarks(_POSE_SOURCE, gt.camera[:, 6] - hips[:, 2], pose_sd, p.pose_rho, p.pose_z)
+    xy = pose[..., :2] * norm
+    inside = gt.in_frame(xy)
+    beyond = np.maximum(np.maximum(-xy, xy - norm), 0).max(-1) / H  # distance outside the image
+    gap = np.clip(noise * p.visibility_gap * np.exp(rng.normal(0, p.visibility_gap_spread, inside.shape)), 0, 1)
+    fall = (beyond / max(noise * p.visibility_half, 1e-9)) ** p.visibility_power
+    fall = fall * np.exp(noise * rng.normal(0, p.visibility_spread, inside.shape))
+    vis = np.where(inside, 1 - gap, (1 - gap) / (1 + fall) if noise > 0 else 0.0)
     pose = np.concatenate([pose, vis[..., None]], -1)
-    nose = gt.pixel(["face_30"])[:, 0]
+    base = np.zeros(21, dtype=bool)
+    base[[0, 1]] = True  # wrist, thumb_cmc
     hands = {}
     for side in ("left", "right"):
-        speed = gt.speed_px(f"{side}_wrist")
+        c = _hand_conditions(gt, side, p)
+        harder = 1 + p.hand_sd_face * c["face"] + p.hand_sd_overlap * c["overlap"]
+        harder = harder * np.exp(smooth_noise(rng, (T,), noise * p.hand_sd_spread, rho=p.hand_rho))
+        sd = (np.where(base, p.hand_sd_base, p.hand_sd)[None, :] + p.hand_blur * c["moving"][:, None]) * harder[:, None]
         wrist = gt.world([f"{side}_wrist"])[:, 0]
-        hand = landmarks(hand_source(side), gt.camera[:, 6] - wrist[:, 2], 0.006 + 0.1 * speed / H)
-        near_face = np.linalg.norm(gt.pixel([f"{side}_wrist"])[:, 0] - nose, axis=1) < 0.12 * H
-        p_lost = 0.008 + np.clip(speed / H - 0.025, 0, None) * 3.0 + 0.04 * near_face
-        hands[side] = (hand, dropouts(rng, noise * p_lost, mean_len=5))
-    mask = ~dropouts(rng, np.full(T, 0.002 * noise), mean_len=2)
+        hand = landmarks(hand_source(side), gt.camera[:, 6] - wrist[:, 2], sd, p.hand_rho, p.hand_z)
+        p_lost = (
+            p.hand_miss
+            + p.hand_miss_moving * c["moving"]
+            + p.hand_miss_shaped * c["shaped"]
+            + p.hand_miss_face * c["face"]
+            + p.hand_miss_overlap * c["overlap"]
+            + p.hand_miss_edge * c["edge"]
+        )
+        hands[side] = (hand, dropouts(rng, noise * p_lost, mean_len=p.hand_miss_len))
+    mask = ~dropouts(rng, np.full(T, p.pose_miss * noise), mean_len=p.pose_miss_len)
     values = np.zeros((T, 258), dtype=np.float32)
     for t in np.flatnonzero(mask):
         values[t] = mediapipe.to_vector(
