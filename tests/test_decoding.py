@@ -11,14 +11,18 @@ import torch.nn.functional as F
 from pipeline.decoding import (
     CTCPrefixScorer,
     DecodeConfig,
+    GlossDecoderSteps,
     apply_repetition_penalty,
+    as_step_model,
     beam_search,
+    beam_search_reference,
     ctc_best_path,
     decode,
     filter_top_k_top_p,
     greedy,
     sample,
 )
+from pipeline.nets.pose2gloss import Pose2Gloss, Pose2GlossConfig
 from pipeline.vocab import BOS, EOS, PAD, UNK
 
 V = 8  # 4 special tokens + glosses 4..7
@@ -218,3 +222,148 @@ def test_joint_ctc_attention_beam_search():
     # batched with another item whose frames say 4: each item reads its own frames
     both = CTCPrefixScorer(torch.cat([logp, frame_logp([PAD, 4, 4, PAD, PAD, PAD, PAD])]), torch.tensor([7, 4]))
     assert strip(beam_search(model, 2, ctc=both, ctc_weight=0.5, **kw)) == [[5, 6, EOS], [4, EOS]]
+
+
+# The fast beam search (incremental decoder, compacted items, closed-form CTC prefix scores) against the
+# straightforward reference it replaced: the same hypotheses, whatever the settings.
+
+SETTINGS = [  # beam_size, max_len, length_penalty, repetition_penalty, temperature
+    (1, 12, 0.0, 1.0, 0.7), (3, 12, 0.7, 2.5, 0.7), (5, 12, 1.0, 1.0, 1.0), (5, 4, 0.7, 2.5, 0.7),
+    (4, 12, 0.0, 2.5, 1.3),
+]  # fmt: skip
+
+
+def random_frames(B: int, T: int, seed: int, peak: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, V) CTC log-probs (the blank likely) and lengths (B,) of which some are shorter than T."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(B, T, V, generator=g) * peak
+    logits[..., PAD] += 2.0
+    lengths = torch.randint(T // 2, T + 1, (B,), generator=g)
+    lengths[0] = T
+    return logits.log_softmax(-1), lengths
+
+
+def both(model, B: int, setting: tuple, ctc=None, ctc_weight: float = 0.0) -> tuple[list, list]:
+    K, max_len, lp, rp, temp = setting
+    kw = dict(beam_size=K, max_len=max_len, length_penalty=lp, repetition_penalty=rp, temperature=temp)
+    fast = beam_search(model, B, ctc=ctc, ctc_weight=ctc_weight, **kw)
+    return strip(fast), strip(beam_search_reference(model, B, ctc=ctc, ctc_weight=ctc_weight, **kw))
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_fast_beam_search_equals_the_reference(setting):
+    for seed in range(4):
+        fast, ref = both(random_model(seed), 6, setting)
+        assert fast == ref
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+@pytest.mark.parametrize("ctc_weight", [0.3, 0.5, 1.0])
+def test_fast_joint_ctc_attention_beam_search_equals_the_reference(setting, ctc_weight):
+    for seed in range(3):
+        logp, lengths = random_frames(6, 9, seed)
+        fast, ref = both(random_model(seed), 6, setting, CTCPrefixScorer(logp, lengths), ctc_weight)
+        assert fast == ref
+
+
+def test_fast_known_answers_with_ctc_and_penalties():
+    # the hand-checked cases above, through the reference as well: both find the known answer
+    model = table_model({(): {4: 0.6, 5: 0.3, 6: 0.1}, (4,): {EOS: 0.9, 6: 0.1}, (5,): {6: 0.5, EOS: 0.5}})
+    scorer = CTCPrefixScorer(frame_logp([PAD, 5, 5, PAD, 6, 6, PAD]), torch.tensor([7]))
+    assert both(model, 1, (3, 10, 0.0, 1.0, 1.0), scorer, 0.5) == ([[5, 6, EOS]], [[5, 6, EOS]])
+    model = table_model({(): {4: 0.9, 5: 0.1}, (4,): {4: 0.5, 5: 0.3, EOS: 0.2}})
+    assert both(model, 1, (2, 10, 0.0, 2.5, 1.0)) == ([[4, 5, EOS]], [[4, 5, EOS]])
+    model = table_model({(): {4: 0.5, 5: 0.3, 6: 0.2}, (4,): {EOS: 0.6, 4: 0.2, 6: 0.2}, (5,): {6: 0.7, EOS: 0.3}})
+    assert both(model, 1, (3, 10, 1.0, 1.0, 1.0)) == ([[5, 6, EOS]], [[5, 6, EOS]])
+
+
+def test_fast_joint_beam_search_batched_equals_one_item_at_a_time():
+    model, (logp, lengths) = random_model(5), random_frames(6, 10, 5)
+    kw = dict(beam_size=4, max_len=12, ctc_weight=0.5)
+    together = strip(beam_search(model, 6, ctc=CTCPrefixScorer(logp, lengths), **kw))
+    for b in range(6):
+
+        def single(tokens, rows, b=b):
+            return model(tokens, torch.full_like(rows, b))
+
+        n = int(lengths[b])  # alone, the item has no padded frames
+        scorer = CTCPrefixScorer(logp[b : b + 1, :n], lengths[b : b + 1])
+        assert strip(beam_search(single, 1, ctc=scorer, **kw)) == [together[b]]
+
+
+@pytest.mark.parametrize("spread", [3.0, 300.0])  # 300: log-probs of -1000s, beyond a plain product's range
+def test_ctc_prefix_scores_and_carry_equal_extend(spread):
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 8, V, generator=g) * spread
+    logits[..., [BOS, UNK]] = float("-inf")  # classes no frame can emit
+    scorer = CTCPrefixScorer(logits.log_softmax(-1), torch.tensor([8, 5, 7]))
+    items, K = torch.arange(3), 2
+    rows = items.repeat_interleave(K)
+    r, _ = scorer.initial(rows)
+    last = None
+    for tok in ([4, 5, 6, 4, 7, 7], [4, 4, 6, 5, 7, 4], [5, 6, 6, 4, 4, 4]):
+        psi, r_all = scorer.extend(r, last, rows)
+        torch.testing.assert_close(scorer.prefix_scores(r, last, items), psi, atol=1e-4, rtol=1e-6)
+        tok = torch.tensor(tok)
+        new = scorer.carry(r, last, tok, rows)  # each row extended by its own gloss
+        torch.testing.assert_close(new, r_all[:, torch.arange(6), tok].transpose(0, 1), atol=1e-4, rtol=1e-6)
+        r, last = new, tok
+
+
+def tiny_stage1(seed: int = 0) -> Pose2Gloss:
+    """A small Stage I model in eval mode with decisive (not near-uniform) random decoder logits."""
+    torch.manual_seed(seed)
+    cfg = Pose2GlossConfig(vocab_size=V, d_track=8, unified_dim=16, d_model=32, n_decoder_layers=2,
+                           n_decoder_heads=4, max_len=12, diffusion=False)  # fmt: skip
+    model = Pose2Gloss(cfg).eval()
+    with torch.no_grad():
+        model.decoder.codebook.weight.normal_(0, 1.0)
+    return model
+
+
+def test_incremental_decoder_gives_the_full_decoders_logits():
+    model = tiny_stage1()
+    memory, pad = torch.randn(2, 7, 32), torch.zeros(2, 7, dtype=torch.bool)
+    pad[1, 5:] = True
+    K = 3
+    steps = as_step_model(model.next_logits_fn(memory, pad))
+    assert isinstance(steps, GlossDecoderSteps)
+    tokens = torch.tensor([[BOS, 4, 6, 5, 7], [BOS, 5, 5, 4, 6], [BOS, 7, 4, 4, 5]] * 2)  # (B * K, n)
+    state = steps.start(torch.arange(2), K)
+    with torch.no_grad():
+        full = model.decoder(tokens, memory.repeat_interleave(K, 0), pad.repeat_interleave(K, 0))  # (N, n, V)
+        for n in range(1, tokens.shape[1] + 1):
+            logits, state = steps.step(state, tokens[:, :n])
+            torch.testing.assert_close(logits, full[:, n - 1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("ctc_weight", [0.0, 0.5])
+def test_fast_beam_search_on_a_stage1_decoder_equals_the_reference(ctc_weight):
+    model = tiny_stage1(1)
+    memory, pad = torch.randn(4, 9, 32), torch.zeros(4, 9, dtype=torch.bool)
+    pad[2, 6:] = True
+    logp, _ = random_frames(4, 9, 1)
+    scorer = CTCPrefixScorer(logp, (~pad).sum(1))
+    for setting in SETTINGS:
+        fast, ref = both(model.next_logits_fn(memory, pad), 4, setting, scorer, ctc_weight)
+        assert fast == ref
+
+
+def test_a_decoder_in_training_mode_is_read_prefix_by_prefix():
+    model = tiny_stage1().train()  # dropout: the cache would not reproduce it, so the generic path
+    assert not isinstance(as_step_model(model.next_logits_fn(torch.randn(1, 3, 32), torch.zeros(1, 3).bool())),
+                          GlossDecoderSteps)  # fmt: skip
+
+
+def test_n_best_gives_the_finished_hypotheses_best_first_with_their_scores():
+    model = table_model(GARDEN_PATH)
+    kw = dict(beam_size=3, max_len=10, length_penalty=0.0, repetition_penalty=1.0, temperature=1.0)
+    hyps = beam_search(model, 1, n_best=2, **kw)[0]
+    # length_penalty 0: the score is the sum of log p; [4 4] and [4 6] (0.5 x 0.3) then end for sure
+    assert [ids for _, ids in hyps] == [[5, 6, EOS], [4, 4, EOS]]
+    assert [s for s, _ in hyps] == pytest.approx([math.log(0.4 * 0.9), math.log(0.5 * 0.3)], abs=1e-5)
+    assert strip(beam_search(model, 1, **kw)) == [hyps[0][1]]
+    cfg = DecodeConfig(**kw)
+    assert decode(model, 1, cfg, n_best=3)[0][:2] == hyps
+    with pytest.raises(ValueError, match="beam search"):
+        decode(model, 1, DecodeConfig(strategy="greedy"), n_best=2)
