@@ -82,12 +82,30 @@ def load_split(
     for i, v, m in zip(rows, values, masks):
         if not np.isfinite(v).all():
             raise FeatureStoreError(f"{features}: utterance {manifest.utt_id[i]!r} contains NaN or infinite values")
-        m = m[::frame_stride][:max_frames] & use
-        x = (v[::frame_stride][:max_frames] - mean) / std
-        x *= layout.expand_mask(m)
+        x, m = model_input(v, m, (mean, std), layout, use, frame_stride, max_frames)
         ids = vocab.encode(manifest.glosses[i])[: max_len - 1] + [EOS]
         out.append(Utterance(manifest.utt_id[i], x.astype(np.float32), m, np.array(ids), manifest.glosses[i]))
     return out
+
+
+def input_spec(features: str | os.PathLike, vocab: Vocab) -> dict:
+    """What a trained model needs to read poses that are not in its feature store (`recognize`): the store's
+    normalisation statistics and the vocabulary, published with the model."""
+    attrs = FrameStore(features).attrs
+    return {"norm_mean": list(attrs["norm_mean"]), "norm_std": list(attrs["norm_std"]), "vocab": list(vocab.glosses)}
+
+
+def model_input(
+    values: np.ndarray, mask: np.ndarray, norm: tuple[np.ndarray, np.ndarray], layout: FusedLayout, use: np.ndarray,
+    frame_stride: int = 1, max_frames: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Raw fused frames (T, 1959) and their track mask (T, 5) as a model reads them: every `frame_stride`-th
+    frame, at most `max_frames`, normalised by the train statistics `norm` (mean, std), the tracks outside `use`
+    and the absent ones masked and zeroed. The one place the store's values become a model's input."""
+    m = mask[::frame_stride][:max_frames] & use
+    x = (values[::frame_stride][:max_frames] - norm[0]) / norm[1]
+    x *= layout.expand_mask(m)
+    return x.astype(np.float32), m
 
 
 def augment(
@@ -96,7 +114,7 @@ def augment(
     track_dims: tuple[int, ...],
     speed: tuple[float, float] = (1.0, 1.0),
     noise: float = 0.0,
-    track_dropout: float = 0.0,
+    track_subset: float = 0.0,
 ) -> Utterance:
     """A training-time variant of an utterance; the stored features are never modified.
 
@@ -105,8 +123,11 @@ def augment(
         speed: signing-rate factor drawn uniformly from this range; the frames are resampled (nearest frame)
             to len / factor, as if the same signs were made faster or slower.
         noise: standard deviation of Gaussian noise added to the present tracks (features are unit-variance).
-        track_dropout: probability that each present track is masked for the whole utterance; at least one
-            track always stays, so the model learns not to depend on any single extractor.
+        track_subset: probability that the utterance keeps only a random subset of its present tracks (the
+            others masked for the whole utterance): one track alone half of the time, otherwise a size drawn
+            uniformly from 2 to one less than the tracks present; then the tracks uniformly. One track alone is
+            the hardest input and the one a `.pose` file gives, hence its half; the model learns to recognise
+            from whichever extractors a user can run.
     """
     x, m = u.features, u.track_mask
     if speed != (1.0, 1.0):
@@ -114,13 +135,12 @@ def augment(
         n_new = max(1, round(n / rng.uniform(*speed)))
         idx = np.round(np.linspace(0, n - 1, n_new)).astype(np.int64)
         x, m = x[idx], m[idx]
-    if track_dropout > 0:
-        present = np.flatnonzero(m.any(0))
-        drop = present[rng.random(len(present)) < track_dropout]
-        if len(drop) == len(present):
-            drop = drop[drop != rng.choice(present)] if len(present) else drop
+    present = np.flatnonzero(m.any(0))
+    if track_subset > 0 and len(present) > 1 and rng.random() < track_subset:
+        size = 1 if len(present) == 2 or rng.random() < 0.5 else int(rng.integers(2, len(present)))
+        keep = rng.choice(present, size=size, replace=False)
         m = m.copy()
-        m[:, drop] = False
+        m[:, np.setdiff1d(present, keep)] = False
     keep = np.repeat(m, track_dims, axis=1)
     if noise > 0:
         x = x + noise * rng.standard_normal(x.shape, dtype=np.float32)

@@ -23,7 +23,7 @@ import torch
 from pipeline import data as data_module
 from pipeline import scoring
 from pipeline import training as training_module
-from pipeline.data import Utterance, augment, bucket_batches, collate, feature_layout, load_split
+from pipeline.data import Utterance, augment, bucket_batches, collate, feature_layout, input_spec, load_split
 from pipeline.decoding import validation_decode
 from pipeline.devices import autocast, resolve_device
 from pipeline.nets import losses as losses_module
@@ -69,7 +69,8 @@ class TrainConfig:
     contrast_tau: float = 0.07
     aug_speed: tuple[float, float] = (1.0, 1.0)  # data.augment: signing-rate range
     aug_noise: float = 0.0  # data.augment: Gaussian feature noise (normalised units)
-    aug_track_dropout: float = 0.0  # data.augment: per-track drop probability per utterance
+    aug_track_subsets: tuple[float, float] = (0.0, 0.0)  # data.augment: share of utterances trained on a random
+    # subset of their tracks, start -> end (docs/POSE2GLOSS.md, "Missing tracks")
     tracks: tuple[str, ...] | None = None  # None: all five; else only these (single-track ablations)
     frame_stride: int = 2
     max_frames: int = 256
@@ -171,6 +172,7 @@ def train(
     torch.manual_seed(cfg.seed)
     model = Pose2Gloss(model_cfg).to(device)
     model.data_options = data_options
+    model.input_spec = input_spec(features, vocab)  # published: a user's poses are read with it, without the store
     model.ctc_trained = "ctc" in active_losses(cfg.losses, cfg.weights)  # decoding may use the head only if trained
     weighting = LossWeighting(learnable=cfg.learnable_weights).to(device)
     params = list(model.parameters()) + ([weighting.log_vars] if cfg.learnable_weights else [])
@@ -189,11 +191,10 @@ def train(
                                np.random.default_rng([cfg.seed, run.epoch]))  # fmt: skip
         model.train()
         for idx in run.remaining(order):
-            aug_rng = run.step_rng()
-            items = [augment(train_data[i], aug_rng, dims, cfg.aug_speed, cfg.aug_noise, cfg.aug_track_dropout)
-                     for i in idx]  # fmt: skip
+            aug_rng, progress = run.step_rng(), run.step_count / total
+            subsets = _linear(cfg.aug_track_subsets, progress)
+            items = [augment(train_data[i], aug_rng, dims, cfg.aug_speed, cfg.aug_noise, subsets) for i in idx]
             batch = {k: v.to(device) for k, v in collate(items).items()}
-            progress = run.step_count / total
             with autocast(device):
                 losses = training_losses(model, batch, cfg, progress, sched, gen)
             loss = weighting(losses, loss_weights(cfg, progress)) / cfg.grad_accum

@@ -75,7 +75,7 @@ def test_nan_or_wrong_width_feature_stores_are_refused(features, tmp_path):
 
 def test_kill_and_resume_gives_the_same_weights(features, tmp_path):
     corpus, store = features
-    params = dict(TINY_MODEL, aug_speed=[0.8, 1.2], aug_noise=0.1, aug_track_dropout=0.3)  # resumed RNG too
+    params = dict(TINY_MODEL, aug_speed=[0.8, 1.2], aug_noise=0.1, aug_track_subsets=[0.2, 0.6])  # resumed RNG too
     m1, t1 = configs_from_params(params, seed=3)
     whole = train(m1, t1, store, corpus, tmp_path / "whole", live_dir=tmp_path / "live")
     m2, t2 = configs_from_params(params, seed=3)
@@ -141,15 +141,28 @@ def test_augment_resamples_speed_and_keeps_the_original():
     assert fast.glosses == u.glosses and fast.target is u.target
 
 
-def test_augment_track_dropout_masks_whole_tracks_and_keeps_one():
+def test_augment_track_subsets_cover_every_subset_size_and_keep_at_least_one():
     u = _utterance()
     dims = np.array(FUSED.dims)
-    for seed in range(20):
-        a = augment(u, np.random.default_rng(seed), FUSED.dims, track_dropout=0.9)
+    assert u.track_mask.any(0).all()  # all five present
+    sizes, singles = [], set()
+    for seed in range(400):
+        a = augment(u, np.random.default_rng(seed), FUSED.dims, track_subset=1.0)
         kept = a.track_mask.any(0)
-        assert kept.sum() >= 1
+        assert 1 <= kept.sum() <= 4  # never all five, never none
+        np.testing.assert_array_equal(a.track_mask[:, kept], u.track_mask[:, kept])  # whole tracks kept or dropped
         np.testing.assert_array_equal(a.features != 0, np.repeat(a.track_mask, dims, axis=1) & (u.features != 0))
-    assert augment(u, np.random.default_rng(0), FUSED.dims, track_dropout=0.0).track_mask.sum() == u.track_mask.sum()
+        sizes.append(int(kept.sum()))
+        if kept.sum() == 1:
+            singles.add(int(np.flatnonzero(kept)[0]))
+    counts = np.bincount(sizes, minlength=5)[1:]
+    assert 160 < counts[0] < 240 and counts[1:].min() > 40  # one track alone half the time; sizes 2-4 a sixth each
+    assert singles == set(range(5))
+    unchanged = augment(u, np.random.default_rng(0), FUSED.dims, track_subset=0.0)
+    np.testing.assert_array_equal(unchanged.track_mask, u.track_mask)
+    half = [augment(u, np.random.default_rng(s), FUSED.dims, track_subset=0.5).track_mask.any(0).all()
+            for s in range(400)]  # fmt: skip
+    assert 150 < sum(half) < 250  # about half the utterances keep all their tracks
 
 
 def test_augment_noise_only_touches_present_values():

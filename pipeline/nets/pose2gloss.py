@@ -251,6 +251,9 @@ class Pose2Gloss(nn.Module):
 
         # how it reads the feature store (tracks, frame_stride, max_frames: `load_split` keywords); set by training
         self.data_options: dict = {}
+        # the store's normalisation and the vocabulary (`data.input_spec`), to read poses from elsewhere; set by
+        # training (empty in a model published before they were)
+        self.input_spec: dict = {}
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Pose2Gloss:
@@ -261,11 +264,13 @@ class Pose2Gloss(nn.Module):
         model.load_state_dict(state)
         model.data_options = dict(config.get("data_options") or {})
         model.ctc_trained = bool(config.get("ctc_trained", False))
+        model.input_spec = dict(config.get("input_spec") or {})
         return model.eval()
 
     def published_config(self) -> dict:
         """What `from_checkpoint` needs beside the weights."""
-        return {"model_config": asdict(self.cfg), "data_options": self.data_options, "ctc_trained": self.ctc_trained}
+        return {"model_config": asdict(self.cfg), "data_options": self.data_options, "ctc_trained": self.ctc_trained,
+                "input_spec": self.input_spec}  # fmt: skip
 
     def tracks_read(self) -> list[bool]:
         """Per track of its layout: whether it was trained to read it (`data_options.tracks`; None: all)."""
