@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.requirements.stamp
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: repro test bench lint venv
+.PHONY: repro test bench lint venv specialists
 
 venv: $(STAMP)
 
@@ -26,6 +26,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	dvc repro  # the extraction benchmarks read the pipeline's outputs (a no-op when up to date)
 	python bench/run_all.py
+
+# Stage I trained on each track subset alone (about 11 Stage I trainings), for the `tracks` stage's comparison
+specialists: $(STAMP)
+	dvc repro fuse
+	python -m pipeline.specialists
+	dvc repro tracks
 
 lint: $(STAMP)
 	ruff check .

@@ -23,7 +23,10 @@ def load_params(path: str | os.PathLike = DEFAULT_PARAMS) -> dict:
 
 
 def write_metrics(path: str | os.PathLike, data: dict) -> None:
-    """Write a stage's metrics / report file (JSON, indented, parent folders created)."""
+    """Write a stage's metrics / report file (JSON, indented, parent folders created), atomically: a killed
+    writer leaves the previous file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)

@@ -29,7 +29,7 @@ TINY_VIDEO2POSE = dict(
 )  # fmt: skip
 # every stage after fuse
 TRAINING = {"train_pose2gloss", "evaluate@pose2gloss", "temperature_ablation", "train_video2pose",
-            "evaluate@video2gloss", "tables"}  # fmt: skip
+            "evaluate@video2gloss", "tracks", "tables"}  # fmt: skip
 
 
 def _env() -> dict[str, str]:
@@ -73,7 +73,13 @@ def repo(tmp_path) -> Path:
     for name in ("pipeline", "extractors", "external"):
         if (ROOT / name).exists():
             shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", "params.yaml", ".gitignore", "metrics/table5_runs.json"):
+    for name in (
+        "dvc.yaml",
+        "params.yaml",
+        ".gitignore",
+        "metrics/table5_runs.json",
+        "metrics/tracks_specialists.json",
+    ):
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, repo / name)
     _set_params(repo, "corpus.synthetic", **TINY_CORPUS)
@@ -147,7 +153,7 @@ def test_temperature_experiment_reruns_only_evaluation_and_tables(repo):
     _run(["git", "add", "-A"], repo)
     _run(["git", "commit", "-qm", "baseline"], repo)
     out = _dvc("exp", "run", "-S", "temperature=0.3", cwd=repo).stdout
-    assert _stages_run(out) == {"evaluate@pose2gloss", "evaluate@video2gloss", "tables"}
+    assert _stages_run(out) == {"evaluate@pose2gloss", "evaluate@video2gloss", "tracks", "tables"}
     diff = _dvc("metrics", "diff", "--json", cwd=repo).stdout
     changed = json.loads(diff)["metrics/pose2gloss.json"]
     assert changed["decoding.temperature"] == {"old": 0.7, "new": 0.3, "diff": pytest.approx(-0.4)}
