@@ -18,8 +18,6 @@ a backend's runtime (a backend imports its own lazily, when opened).
 
 from __future__ import annotations
 
-import hashlib
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import ClassVar
 
 from extractors.base import TrackFrames
 from extractors.runtime import BackendSetupError
+from pipeline.hashing import sha256_files  # noqa: F401  (the backends' weights hash, imported from here)
 from pipeline.layout import TRACK_ORDER
 
 
@@ -152,13 +151,3 @@ def backend_options(track: str, cls: type[Backend], options: dict) -> dict:
     if unknown := sorted(set(options) - known):
         raise BackendSetupError(f"{track}.options: unknown keys {unknown}; the {track} backends read {sorted(known)}")
     return {k: options.get(k, default) for k, default in cls.options.items()}
-
-
-def sha256_files(paths: list[str | os.PathLike]) -> str:
-    """One sha256 over the bytes of `paths`, in the order given (a model's weight files)."""
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()

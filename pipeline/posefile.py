@@ -45,10 +45,12 @@ points by name, MidHip = the midpoint of the hips when both are present (score >
 hip's), the 6 foot points confidence 0; face 68 + the 2 pupils at confidence 0; the two hands. Frames without a
 detection are written with confidence 0 everywhere.
 
-Round trip: reading an exported file gives the track back (float32 precision) and the same mask, with two limits
-that follow from confidence being the only "found" flag a .pose file has: a pose point with visibility exactly 0
-(mediapipe) reads back as zeros, and a detected frame must have one point with confidence > 0 (a pose point with
-visibility > 0; a dwpose point with score > 0) to read back as detected.
+Round trip: reading an exported file gives the track back (float32 precision) and the same mask. Confidence is
+the only "found" flag a .pose file has, and MediaPipe gives every landmark of a found pose, so a pose landmark of
+a detected frame whose visibility is exactly 0 (a point far outside the image) is written with the smallest
+positive float32 confidence (`_PRESENT`) rather than 0, which would drop its coordinates; it reads back as a
+visibility of 1.2e-38. A dwpose point with score 0 is undetected in the track itself (zeros), so nothing is lost
+there.
 """
 
 from __future__ import annotations
@@ -355,6 +357,9 @@ def _check_export(path: Path, track: str, frames: TrackFrames, fps: float, width
         raise PoseFileError(f"{path}: fps {fps!r} is not a frame rate")
 
 
+_PRESENT = float(np.finfo(np.float32).tiny)  # the confidence of a present pose landmark of visibility 0
+
+
 def _holistic_export(frames: TrackFrames, width: int, height: int) -> tuple[list, np.ndarray, np.ndarray]:
     """mediapipe track -> (components, data (T, 75, 3) pixels, confidence (T, 75))."""
     values = frames.values.astype(np.float64)
@@ -364,7 +369,8 @@ def _holistic_export(frames: TrackFrames, width: int, height: int) -> tuple[list
     scale = np.array([width, height, 1.0])
     data = np.concatenate([pose[..., :3] * scale] + [hand * scale for hand in hands], 1)
     hand_conf = [np.repeat((hand != 0).any((1, 2))[:, None], 21, 1).astype(np.float64) for hand in hands]
-    conf = np.concatenate([pose[..., 3], *hand_conf], 1) * frames.mask[:, None]
+    visibility = np.maximum(pose[..., 3], _PRESENT)  # every landmark of a found pose is present (module docstring)
+    conf = np.concatenate([visibility, *hand_conf], 1) * frames.mask[:, None]
     body = PoseHeaderComponent(
         "POSE_LANDMARKS", list(HOLISTIC_BODY_POINTS), list(HOLISTIC_BODY_LIMBS), list(HOLISTIC_BODY_COLORS), "XYZC"
     )

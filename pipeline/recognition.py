@@ -92,6 +92,34 @@ def recognize(
     return out
 
 
+@torch.no_grad()
+def nbest(
+    model: Pose2Gloss, memory_fn: MemoryFn, data: list[Utterance], vocab: Vocab, dcfg: DecodeConfig, k: int = 1,
+    batch_size: int = 32,
+) -> list[list[tuple[str, float]]]:  # fmt: skip
+    """The `k` best (glosses, score) of each utterance, best first, in `data`'s order: the beam search's finished
+    hypotheses and their length-normalised scores (`decoding.beam_search`), batched as `recognize` batches. Only
+    the beam search ranks hypotheses: another strategy gives its one hypothesis with no score (NaN)."""
+    if k > 1 and dcfg.strategy != "beam":
+        raise ValueError(f"{k} hypotheses need decoding.strategy beam, not {dcfg.strategy!r}")
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(dcfg.seed)
+    position = {id(u): i for i, u in enumerate(data)}
+    out: list[list[tuple[str, float]]] = [[] for _ in data]
+    for items in tqdm(length_batches(data, batch_size), desc="decode", unit="batch", mininterval=2.0,
+                      disable=len(data) <= batch_size):  # fmt: skip
+        memory, pad, ctc_logp = memory_fn(items, gen)
+        ctc = CTCPrefixScorer(ctc_logp, (~pad).sum(1)) if dcfg.uses_ctc else None
+        if dcfg.strategy == "beam":
+            found = decode(model.next_logits_fn(memory, pad), len(items), dcfg, device, ctc, n_best=k)
+        else:
+            found = [[(float("nan"), row.tolist())] for row in decode(model.next_logits_fn(memory, pad), len(items),
+                                                                      dcfg, device, ctc)]  # fmt: skip
+        for u, hyps in zip(items, found):
+            out[position[id(u)]] = [(vocab.decode(ids), float(score)) for score, ids in hyps[:k]]
+    return out
+
+
 def pose2gloss_memory(model: Pose2Gloss) -> MemoryFn:
     """Stage I reads the fused feature store."""
     device = next(model.parameters()).device

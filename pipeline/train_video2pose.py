@@ -32,6 +32,7 @@ from pipeline.corpus.manifest import has_videos
 from pipeline.data import bucket_batches
 from pipeline.decoding import validation_decode
 from pipeline.devices import autocast, resolve_device, video_attention
+from pipeline.hashing import sha256_files
 from pipeline.nets import video2pose as video2pose_net
 from pipeline.nets.losses import ctc_loss, distillation_loss, reconstruction_loss, text_loss
 from pipeline.nets.pose2gloss import Pose2Gloss
@@ -202,6 +203,7 @@ def train(
     torch.manual_seed(cfg.seed)
     v2p = Video2Pose(model_cfg).to(device)
     v2p.frame_options = asdict(cache.spec)
+    v2p.teacher_sha256 = sha256_files([model_paths(pose2gloss)[0]])  # the Stage I it must run with
     params = [p for p in v2p.parameters() if p.requires_grad]
     opt, lr_sched, total = optimiser(params, cfg, len(train_clips))
     code = [sys.modules[__name__], video2pose_net, video_module, training_module]

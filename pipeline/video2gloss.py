@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -17,6 +18,7 @@ from pipeline.devices import autocast, video_attention
 from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
 from pipeline.nets.video2pose import Video2Pose
 from pipeline.video import Clip, FrameCache, FrameSpec, clip_frames, pad_frames
+from pipeline.vocab import EOS
 
 
 def freeze(model: torch.nn.Module) -> torch.nn.Module:
@@ -68,15 +70,27 @@ class Video2Gloss:
         """How its frames are prepared (size, and Stage I's frame stride and limit)."""
         return FrameSpec(**self.video2pose.frame_options)
 
-    @torch.no_grad()
     def predict_tracks(self, clips: list[Clip], cache: FrameCache, batch_size: int = 32) -> list[Utterance]:
         """Video2Pose on each clip's cached frames: the tracks it predicts (n_frames, 1959), which Stage I then
         reads as it reads extracted ones (every track it was trained on, present on every frame), as Utterances
         in the clips' order."""
+        return self._predict(clips, lambda items: clip_frames(items, cache), batch_size)
+
+    def predict_from_frames(self, names: list[str], frames: list[np.ndarray], batch_size: int = 32) -> list[Utterance]:
+        """The same for frames already decoded (`pipeline.video.read_video` with `frame_spec`), one array per
+        input (`recognize`)."""
+        by_name = dict(zip(names, frames))
+        clips = [Clip(n, "", len(f), np.array([EOS]), "") for n, f in zip(names, frames)]
+        return self._predict(clips, lambda items: [by_name[c.utt_id] for c in items], batch_size)
+
+    @torch.no_grad()
+    def _predict(self, clips: list[Clip], frames_of, batch_size: int) -> list[Utterance]:
+        """Clips batched by length (as evaluation batches them) through Video2Pose; `frames_of(clips)` gives each
+        clip's (T, H, W, 3) frames."""
         device = next(self.video2pose.parameters()).device
         predicted = {}
         for items in tqdm(length_batches(clips, batch_size), desc="video2pose", unit="batch", mininterval=2.0):
-            batch = pad_frames(clip_frames(items, cache))
+            batch = pad_frames(frames_of(items))
             frames, pad = batch["frames"].to(device), batch["frame_pad"].to(device)
             with autocast(device), video_attention(device):
                 features = self.video2pose(frames, pad).float().cpu().numpy()  # (B, T, 1959)

@@ -55,3 +55,25 @@ def read_frames(
 ) -> np.ndarray:
     """`iter_frames` stacked: (T, H, W, 3) uint8 RGB."""
     return np.stack(list(iter_frames(path, stride, max_frames, size)))
+
+
+def probe_video(path: str | os.PathLike) -> tuple[int, float, int, int]:
+    """(frames, fps, width, height) of a video, its frames counted by demuxing them (containers' frame counts are
+    estimates). VideoError as `iter_frames` raises it; fps 0.0 when the video states none."""
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(f"{path}: no such video")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise VideoError(f"{path}: cannot open video (corrupt or unsupported)")
+        ok, frame = cap.read()
+        if not ok:
+            raise VideoError(f"{path}: no decodable frames (empty or corrupt video)")
+        n = 1
+        while cap.grab():
+            n += 1
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+        return n, fps if fps > 0 else 0.0, frame.shape[1], frame.shape[0]
+    finally:
+        cap.release()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 
-from pipeline.videoio import VideoError
+from pipeline.videoio import VideoError, probe_video
 
 
 class MissingVideoError(VideoError):
@@ -76,7 +76,7 @@ def cut_clip(src: Path, dst: Path, span: Span) -> ClipInfo:
             raise SpanError(f"{src}: the span {_said(span)} is empty or negative")
         tmp = dst.with_name(f"{dst.stem}.partial{dst.suffix}")  # the writer picks its container by the suffix
         try:
-            info = _copy(cap, src, tmp, fps) if span.whole else _cut(cap, tmp, fps, first, stop)
+            info = _copy(src, tmp, fps) if span.whole else _cut(cap, tmp, fps, first, stop)
             _check_span(src, span, first, stop, info)
             os.replace(tmp, dst)
         finally:
@@ -86,16 +86,11 @@ def cut_clip(src: Path, dst: Path, span: Span) -> ClipInfo:
         cap.release()
 
 
-def _copy(cap: cv2.VideoCapture, src: Path, tmp: Path, fps: float) -> ClipInfo:
+def _copy(src: Path, tmp: Path, fps: float) -> ClipInfo:
     """The whole video: copied as it is, its frames counted by demuxing."""
-    ok, frame = cap.read()
-    if not ok:
-        raise VideoError(f"{src}: no decodable frames (empty or corrupt video)")
-    n = 1
-    while cap.grab():
-        n += 1
+    n, _, width, height = probe_video(src)
     shutil.copyfile(src, tmp)
-    return ClipInfo(n, fps, frame.shape[1], frame.shape[0])
+    return ClipInfo(n, fps, width, height)
 
 
 def _cut(cap: cv2.VideoCapture, tmp: Path, fps: float, first: int, stop: int | None) -> ClipInfo:

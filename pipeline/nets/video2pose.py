@@ -141,6 +141,7 @@ class Video2Pose(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1), persistent=False)
 
         self.frame_options: dict = {}  # how its frames are prepared (FrameSpec: size, stride, max_frames)
+        self.teacher_sha256: str | None = None  # sha256 of the Stage I weights it was trained against (`recognize`)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Video2Pose:
@@ -152,11 +153,13 @@ class Video2Pose(nn.Module):
         model = cls(cfg).to(map_location)
         model.load_state_dict(state)
         model.frame_options = dict(config.get("frame_options") or {})
+        model.teacher_sha256 = config.get("teacher_sha256")
         return model.eval()
 
     def published_config(self) -> dict:
         """What `from_checkpoint` needs beside the weights."""
-        return {"model_config": asdict(self.cfg), "frame_options": self.frame_options}
+        return {"model_config": asdict(self.cfg), "frame_options": self.frame_options,
+                "teacher_sha256": self.teacher_sha256}  # fmt: skip
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """(N, H, W, 3) uint8 frames -> (N, d_frame) ViT features (Eq. 5): d_v with `avg` pooling,
