@@ -24,7 +24,7 @@ from pipeline.data import Utterance, collate, length_batches, load_split, pad_ta
 from pipeline.decoding import CTCPrefixScorer, DecodeConfig, decode
 from pipeline.devices import resolve_device
 from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
-from pipeline.vocab import Vocab
+from pipeline.vocab import Vocab, tokenize
 
 SPLITS = ("test", "test_unseen")
 MODELS = ("pose2gloss", "video2gloss")  # what `evaluate` scores: Stage I on the extractors' tracks; Stage II + I
@@ -194,7 +194,7 @@ def score_splits(
     `load(split)` returns the split's tracks (extracted, or predicted by Video2Pose) and {utt_id: reason} for the
     utterances it had to skip (an undecodable video):
     a skipped utterance is reported under the split's `skipped` and scored as an empty hypothesis, so it counts
-    against WER and BLEU instead of silently leaving the test set."""
+    against WER, BLEU and Top-k (each of its glosses a miss) instead of silently leaving the test set."""
     vocab = Vocab.load(Path(corpus) / "vocab.json")
     manifest = read_manifest(corpus)
     signers = dict(zip(manifest.utt_id, manifest.signer))
@@ -210,6 +210,8 @@ def score_splits(
             rec["utt_id"].append(utt)
             rec["references"].append(glosses[utt])
             rec["hypotheses"].append("")
+            for k in TOP_K:  # its reference glosses are misses, as WER counts them: Top-k over the same test set
+                rec[f"top{k}"] = (rec[f"top{k}"][0], rec[f"top{k}"][1] + len(tokenize(glosses[utt])))
         metrics[split] = split_metrics(rec) | {"skipped": skipped}
         tables.append(per_utterance(rec, split, signers))
     return metrics, pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

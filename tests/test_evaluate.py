@@ -87,3 +87,39 @@ def test_the_temperature_ablation_computes_each_batch_memory_once_and_decodes_as
         afresh = recognize(model, fresh, data, vocab, dcfg, batch_size=2, topk=False)
         assert kept["hypotheses"] == afresh["hypotheses"]
     assert sorted(calls) == sorted(set(calls)) and len(calls) == 3  # 5 utterances in batches of 2: once each
+
+
+def test_top_k_counts_a_skipped_utterance_as_misses_like_wer(tmp_path):
+    """An unreadable test video is scored as an empty hypothesis: its glosses are WER deletions and Top-k misses, so
+    dropping videos can never raise Top-k (it used to be computed over the readable utterances only)."""
+    import numpy as np
+    import torch
+
+    from pipeline.data import Utterance
+    from pipeline.decoding import DecodeConfig
+    from pipeline.nets.pose2gloss import Pose2Gloss, Pose2GlossConfig
+    from pipeline.recognition import pose2gloss_memory, recognize, score_splits
+    from pipeline.vocab import EOS, Vocab
+
+    vocab = Vocab(tuple(f"G{i}" for i in range(6)))
+    vocab.save(tmp_path / "vocab.json")
+    ids = {u: vocab.encode(g) + [EOS] for u, g in [("a", "G0 G1"), ("b", "G2"), ("c", "G3 G4 G5")]}
+    manifest = pd.DataFrame({"utt_id": list(ids), "split": "test", "signer": "s1", "task": "continuous",
+                             "glosses": ["G0 G1", "G2", "G3 G4 G5"], "n_frames": 12, "fps": 25.0,
+                             "video": [f"videos/{u}.mp4" for u in ids]})  # fmt: skip
+    manifest.to_parquet(tmp_path / "manifest.parquet")
+    torch.manual_seed(0)
+    model = Pose2Gloss(Pose2GlossConfig(vocab_size=len(vocab), d_track=8, unified_dim=16, unet_channels=(8,),
+                                        d_model=16, n_decoder_layers=1, n_decoder_heads=2, n_fusion_heads=2,
+                                        max_len=6, inference_steps=2)).eval()  # fmt: skip
+    rng = np.random.default_rng(0)
+    readable = [Utterance(u, rng.normal(size=(12, 1959)).astype(np.float32), np.ones((12, 5), bool), np.array(t),
+                          vocab.decode(t[:-1])) for u, t in ids.items() if u != "c"]  # fmt: skip
+    dcfg = DecodeConfig(beam_size=2, max_len=6, ctc_weight=0.0)
+    alone = recognize(model, pose2gloss_memory(model), readable, vocab, dcfg)
+    metrics, table = score_splits(model, lambda split: (readable, {"c": "unreadable"}), tmp_path, dcfg, ("test",))
+    m = metrics["test"]
+    assert alone["top5"][1] == 3 and m["skipped"] == {"c": "unreadable"}
+    assert m["top5"] == pytest.approx(100 * alone["top5"][0] / 6)  # the 3 glosses of "c" are misses
+    assert m["top1"] == pytest.approx(100 * alone["top1"][0] / 6)
+    assert table.set_index("utt_id").loc["c", "hypothesis"] == "" and m["deletions"] >= 3
