@@ -43,12 +43,18 @@ def read_table(
         raise FileNotFoundError(f"{param}: no table at {path}")
     with open(path, newline="", encoding="utf-8-sig") as f:
         try:
-            rows = list(csv.DictReader(f, delimiter=delimiter))
+            reader = csv.DictReader(f, delimiter=delimiter)
+            rows = list(reader)
+            # the reader's own header, not the first row's keys: a table of a header alone has a header, no rows
+            header = [(c or "").strip() for c in reader.fieldnames or []]
         except (csv.Error, UnicodeDecodeError) as err:
             raise ValueError(f"{param}: {path} is not a readable CSV table ({err})") from err
-    header = [(c or "").strip() for c in (rows[0].keys() if rows else [])]
+    if not header:
+        raise ValueError(f"{param}: {path} is empty: no header row")
     if missing := [c for c in (media, "glosses") if c not in header]:
         raise ValueError(f"{param}: {path} has no column {missing} (its header: {header})")
+    if not rows:
+        raise ValueError(f"{param}: {path} has no rows under its header")
     entries, skipped = [], []
     for line, row in enumerate(rows, start=2):
         name = f"{path.name}:{line}"

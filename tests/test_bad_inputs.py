@@ -1,0 +1,174 @@
+"""Bad inputs, each fed to the code path a user's own would take (`prepare`'s corpus sources, `extract`, the `.pose`
+reader, `recognize`, the model loaders), with what the user sees and what is kept asserted.
+
+Every test carries a `bad_input` marker: the case, the one line the user sees, what is kept or skipped.
+`tools/reliability_table.py` makes docs/RELIABILITY.md's table from these markers, and
+tests/test_reliability_doc.py fails when that table is out of date. Inputs are tiny (48-pixel videos of a few
+frames, corpora of a handful of entries) so that the whole file runs in well under a minute on one core.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.corpus.manifest import read_manifest
+from pipeline.corpus.sources import build_corpus
+from tests.test_import_corpus import make_video
+
+GOOD = ("good1", "good2")  # the well-formed entries every import below also holds: they must come through
+
+
+def write_rows(path: Path, header: list[str], rows: list[list]) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def import_corpus(source: str, own: dict, out: Path) -> tuple[pd.DataFrame, dict[str, str], dict]:
+    """Build a corpus of `source` as `prepare` does; (manifest indexed by utt_id, {entry: skip reason}, summary)."""
+    section = {"source": source, "min_train_occurrences": 1, "val_fraction": 0.0, "test_fraction": 0.0, source: own}
+    summary = build_corpus(section, seed=0, out_dir=out, workers=1)
+    skipped = pd.read_csv(out / "skipped.csv", keep_default_na=False)
+    return read_manifest(out).set_index("utt_id"), dict(zip(skipped["entry"], skipped["reason"])), summary
+
+
+def assert_good_imported(manifest: pd.DataFrame, corpus: Path, good: tuple[str, ...] = GOOD) -> None:
+    """The well-formed entries are in the corpus with their clips, whatever else went wrong."""
+    for utt in good:
+        assert manifest.loc[utt, "n_frames"] > 0 and (corpus / manifest.loc[utt, "video"]).is_file()
+
+
+def assert_nothing_partial(corpus: Path) -> None:
+    """No half-written clip (`*.partial*`) anywhere in the corpus, and no corpus folder left half-built."""
+    assert not [p.name for p in corpus.rglob("*partial*")]
+    assert not corpus.with_name(corpus.name + ".partial").exists()
+
+
+# --- CSV tables (`corpus.source: csv`) ---
+
+
+@pytest.fixture(scope="module")
+def csv_import(tmp_path_factory):
+    """One table with a malformed row, an unknown split and times that are not times among good rows."""
+    tmp = tmp_path_factory.mktemp("csv")
+    for name in GOOD:
+        make_video(tmp / f"{name}.mp4", 10)
+    table = tmp / "corpus.csv"
+    table.write_text(
+        "video,glosses,split,start,end\n"
+        "good1.mp4,IX-1p LIKE,train,,\n"  # line 2
+        "good1.mp4,LIKE,train,,,extra field\n"  # 3: one field too many
+        "good2.mp4,IX-1p,train,,\n"  # 4
+        "good2.mp4,LIKE\n"  # 5: three fields too few
+        "good2.mp4,LIKE,holdout,,\n"  # 6: not a split
+        "good2.mp4,LIKE,train,abc,\n"  # 7: not a number
+        "good2.mp4,LIKE,train,-1,\n"  # 8: before the video
+        "good2.mp4,LIKE,train,0,inf\n"  # 9: not a time
+    )
+    return (*import_corpus("csv", {"table": str(table)}, tmp / "corpus"), tmp / "corpus")
+
+
+@pytest.mark.bad_input(
+    case="CSV row with the wrong number of fields",
+    sees="`corpus.csv:3` in `skipped.csv`: `malformed row: its number of fields is not the header's`",
+    kept="every other row imported; the row skipped by its line number",
+)
+def test_a_csv_row_with_the_wrong_number_of_fields_is_skipped_by_line(csv_import):
+    manifest, skipped, summary, corpus = csv_import
+    assert skipped["corpus.csv:3"] == skipped["corpus.csv:5"] == "malformed row: its number of fields is not the header's"
+    assert sorted(manifest.index) == ["good1", "good2"] and summary["skipped"] == 6
+    assert_good_imported(manifest, corpus)
+    assert_nothing_partial(corpus)
+
+
+@pytest.mark.bad_input(
+    case="CSV row with an unknown split",
+    sees="`corpus.csv:6` in `skipped.csv`: `split 'holdout' is not one of ['train', 'val', 'test', 'test_unseen']`",
+    kept="every other row imported; the row skipped by its line number",
+)
+def test_a_csv_row_with_an_unknown_split_is_skipped(csv_import):
+    manifest, skipped, _, corpus = csv_import
+    assert skipped["corpus.csv:6"] == "split 'holdout' is not one of ['train', 'val', 'test', 'test_unseen']"
+    assert_good_imported(manifest, corpus)
+
+
+@pytest.mark.bad_input(
+    case="CSV start / end that are not times in the video (`abc`, `-1`, `inf`)",
+    sees="`corpus.csv:7` in `skipped.csv`: `start 'abc' is not a number of seconds` (`-1`, `inf`: `... is not a time "
+    "in the video`)",
+    kept="every other row imported; each such row skipped by its line number",
+)
+def test_csv_times_that_are_not_times_are_skipped(csv_import):
+    manifest, skipped, _, corpus = csv_import
+    assert skipped["corpus.csv:7"] == "start 'abc' is not a number of seconds"
+    assert skipped["corpus.csv:8"] == "start '-1' is not a time in the video"
+    assert skipped["corpus.csv:9"] == "end 'inf' is not a time in the video"
+    assert_good_imported(manifest, corpus)
+
+
+@pytest.fixture(scope="module")
+def previous(tmp_path_factory):
+    """A corpus already built (`data/corpus` of an earlier `prepare`), which a failed build must leave as it was."""
+    tmp = tmp_path_factory.mktemp("previous")
+    make_video(tmp / "good1.mp4", 10)
+    table = write_rows(tmp / "ok.csv", ["video", "glosses", "split"], [["good1.mp4", "IX-1p LIKE", "train"]])
+    import_corpus("csv", {"table": str(table)}, tmp / "corpus")
+    return tmp / "corpus", (tmp / "corpus/manifest.parquet").read_bytes()
+
+
+def assert_stops_and_keeps_previous(previous, source: str, own: dict, error: type, message: str) -> None:
+    """The build stops with exactly `message`, and the previous corpus is byte for byte what it was."""
+    corpus, before = previous
+    with pytest.raises(error) as err:
+        import_corpus(source, own, corpus)
+    assert str(err.value) == message and "\n" not in message
+    assert (corpus / "manifest.parquet").read_bytes() == before
+    assert not (corpus.with_name("corpus.partial") / "manifest.parquet").exists()
+
+
+@pytest.mark.bad_input(
+    case="CSV table that is not UTF-8 text",
+    sees="`prepare` stops: `corpus.csv.table: <table> is not a readable CSV table ('utf-8' codec can't decode byte "
+    "0xff in position 0: invalid start byte)` (under a Python traceback today)",
+    kept="the previous corpus, untouched",
+)
+def test_a_csv_table_that_is_not_text_stops_prepare(previous, tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_bytes(b"\xff\xfe\x00v\x00i\x00d" + bytes(range(256)))
+    said = f"corpus.csv.table: {table} is not a readable CSV table ('utf-8' codec can't decode byte 0xff in position 0:"
+    assert_stops_and_keeps_previous(previous, "csv", {"table": str(table)}, ValueError,
+                                    f"{said} invalid start byte)")  # fmt: skip
+
+
+@pytest.mark.bad_input(
+    case="CSV table without a required column",
+    sees="`prepare` stops: `corpus.csv.table: <table> has no column ['glosses'] (its header: ['video', 'split'])` "
+    "(under a Python traceback today)",
+    kept="the previous corpus, untouched",
+)
+def test_a_csv_table_without_a_required_column_stops_prepare(previous, tmp_path):
+    table = write_rows(tmp_path / "t.csv", ["video", "split"], [["good1.mp4", "train"]])
+    message = f"corpus.csv.table: {table} has no column ['glosses'] (its header: ['video', 'split'])"
+    assert_stops_and_keeps_previous(previous, "csv", {"table": str(table)}, ValueError, message)
+
+
+@pytest.mark.bad_input(
+    case="CSV table with a header and no rows, or empty",
+    sees="`prepare` stops: `corpus.csv.table: <table> has no rows under its header` (an empty file: `... is empty: "
+    "no header row`) (under a Python traceback today)",
+    kept="the previous corpus, untouched",
+)
+def test_a_csv_table_without_rows_stops_prepare_saying_so(previous, tmp_path):
+    table = write_rows(tmp_path / "t.csv", ["video", "glosses", "split"], [])
+    message = f"corpus.csv.table: {table} has no rows under its header"
+    assert_stops_and_keeps_previous(previous, "csv", {"table": str(table)}, ValueError, message)
+    (tmp_path / "empty.csv").write_bytes(b"")
+    message = f"corpus.csv.table: {tmp_path / 'empty.csv'} is empty: no header row"
+    assert_stops_and_keeps_previous(previous, "csv", {"table": str(tmp_path / "empty.csv")}, ValueError, message)
