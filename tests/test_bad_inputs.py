@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -82,7 +81,8 @@ def csv_import(tmp_path_factory):
 )
 def test_a_csv_row_with_the_wrong_number_of_fields_is_skipped_by_line(csv_import):
     manifest, skipped, summary, corpus = csv_import
-    assert skipped["corpus.csv:3"] == skipped["corpus.csv:5"] == "malformed row: its number of fields is not the header's"
+    malformed = "malformed row: its number of fields is not the header's"
+    assert skipped["corpus.csv:3"] == skipped["corpus.csv:5"] == malformed
     assert sorted(manifest.index) == ["good1", "good2"] and summary["skipped"] == 6
     assert_good_imported(manifest, corpus)
     assert_nothing_partial(corpus)
@@ -172,3 +172,48 @@ def test_a_csv_table_without_rows_stops_prepare_saying_so(previous, tmp_path):
     (tmp_path / "empty.csv").write_bytes(b"")
     message = f"corpus.csv.table: {tmp_path / 'empty.csv'} is empty: no header row"
     assert_stops_and_keeps_previous(previous, "csv", {"table": str(tmp_path / "empty.csv")}, ValueError, message)
+
+
+# --- glosses ---
+
+
+@pytest.fixture(scope="module")
+def gloss_import(tmp_path_factory):
+    """A table whose test row has a gloss train never has, and whose train row has a gloss spelled `<unk>`."""
+    tmp = tmp_path_factory.mktemp("glosses")
+    for name in (*GOOD, "unseen", "special", "test_ok"):
+        make_video(tmp / f"{name}.mp4", 5)
+    table = write_rows(tmp / "corpus.csv", ["video", "glosses", "split"], [
+        ["good1.mp4", "IX-1p LIKE", "train"],  # line 2
+        ["good2.mp4", "IX-1p", "train"],  # 3
+        ["unseen.mp4", "IX-1p BOOK", "test"],  # 4: BOOK is in no train row
+        ["special.mp4", "<unk> LIKE", "train"],  # 5: a placeholder spelled as signx's unknown-gloss token
+        ["test_ok.mp4", "LIKE IX-1p", "test"],  # 6
+    ])  # fmt: skip
+    return (*import_corpus("csv", {"table": str(table)}, tmp / "corpus"), tmp / "corpus")
+
+
+@pytest.mark.bad_input(
+    case="gloss in test that train never has",
+    sees="`corpus.csv:4` in `skipped.csv`: `glosses not in the vocabulary: BOOK`",
+    kept="the rest imported; test never holds a gloss unseen in train",
+)
+def test_a_test_gloss_unseen_in_train_skips_its_utterance(gloss_import):
+    manifest, skipped, summary, corpus = gloss_import
+    assert skipped["corpus.csv:4"] == "glosses not in the vocabulary: BOOK"
+    assert manifest.loc["test_ok", "split"] == "test" and "unseen" not in manifest.index
+    assert summary["n_glosses"] == 2 and summary["skipped_by_reason"]["glosses not in the vocabulary"] == 1
+    assert_good_imported(manifest, corpus)
+
+
+@pytest.mark.bad_input(
+    case="gloss spelled as a special token (`<unk>`, `<pad>`, ...)",
+    sees="`corpus.csv:5` in `skipped.csv`: `glosses spelled as signx's special tokens: <unk>`",
+    kept="the rest imported; the row skipped by its line number",
+)
+def test_a_gloss_spelled_as_a_special_token_skips_its_utterance(gloss_import):
+    manifest, skipped, summary, corpus = gloss_import
+    assert skipped["corpus.csv:5"] == "glosses spelled as signx's special tokens: <unk>"
+    assert "special" not in manifest.index and sorted(manifest.index) == ["good1", "good2", "test_ok"]
+    assert_good_imported(manifest, corpus)
+    assert_nothing_partial(corpus)

@@ -6,7 +6,8 @@ does the rest, the same way for every source:
 
 1. vocabulary: the glosses that occur at least `corpus.min_train_occurrences` times in train, the `vocab_size`
    most frequent of them when set (the paper's 100 / 300 / 1000 / 2000 settings), most frequent first; an entry
-   with a gloss outside it is skipped ("glosses not in the vocabulary"), so test never holds a gloss unseen in train;
+   with a gloss outside it is skipped ("glosses not in the vocabulary"), so test never holds a gloss unseen in train,
+   and so is one with a gloss spelled as a special token (`<unk>`, `<pad>`, ...), which no vocabulary can hold;
 2. split, for a source without its own: by signer when every entry names one and there are at least three
    (`split_by_signer`): whole signers go to test, then val, until each holds its share of the utterances, so test
    signers are never seen in training; otherwise utterances at random (seeded by `seed`);
@@ -33,7 +34,7 @@ from pipeline.corpus import manifest
 from pipeline.corpus.clips import MissingVideoError, Span, SpanError, cut_clip
 from pipeline.corpus.sources import CorpusConfig
 from pipeline.videoio import VideoError
-from pipeline.vocab import Vocab
+from pipeline.vocab import SPECIAL_TOKENS, Vocab
 
 SKIPPED_FILE = "skipped.csv"
 MIN_SIGNERS_FOR_SPLIT = 3
@@ -136,6 +137,7 @@ def import_corpus(
 ) -> dict:  # fmt: skip
     """Write the corpus of `entries` into `out_dir` (see the module docstring); returns the `prepare` summary."""
     skipped = list(skipped)
+    entries = _without_special_tokens(entries, skipped)
     entries, how = assign_splits(entries, cfg)
     vocab = select_vocabulary(entries, cfg)
     kept = []
@@ -156,6 +158,18 @@ def import_corpus(
         "skipped": len(skipped),
         "skipped_by_reason": dict(sorted(reasons.items())),
     }
+
+
+def _without_special_tokens(entries: list[Entry], skipped: list[Skip]) -> list[Entry]:
+    """The entries none of whose glosses is spelled as one of the vocabulary's special tokens (`<unk>`, ...): such a
+    gloss cannot be in a vocabulary, so one annotation placeholder would otherwise stop the whole import."""
+    kept = []
+    for e in entries:
+        if special := [g for g in e.glosses if g in SPECIAL_TOKENS]:
+            skipped.append((e.name, f"glosses spelled as signx's special tokens: {' '.join(special)}"))
+        else:
+            kept.append(e)
+    return kept
 
 
 def _media_rows(
