@@ -10,6 +10,7 @@ frames, corpora of a handful of entries) so that the whole file runs in well und
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -217,3 +218,57 @@ def test_a_gloss_spelled_as_a_special_token_skips_its_utterance(gloss_import):
     assert "special" not in manifest.index and sorted(manifest.index) == ["good1", "good2", "test_ok"]
     assert_good_imported(manifest, corpus)
     assert_nothing_partial(corpus)
+
+
+# --- WLASL JSON (`corpus.source: wlasl`) ---
+
+
+def wlasl_own(tmp: Path, content) -> dict:
+    path = tmp / "WLASL_v0.3.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return {"json_path": str(path), "video_dir": str(tmp), "subset": 100}
+
+
+def instance(video_id: str, **fields) -> dict:
+    return {"video_id": video_id, "split": "train", "signer_id": 1, "frame_start": 1, "frame_end": -1, **fields}
+
+
+@pytest.fixture(scope="module")
+def wlasl_import(tmp_path_factory):
+    """WLASL's JSON with malformed instances and gloss entries among good ones."""
+    tmp = tmp_path_factory.mktemp("wlasl")
+    for name in GOOD:
+        make_video(tmp / f"{name}.mp4", 5)
+    content = [
+        {"gloss": "book", "instances": [instance("good1"), {"split": "train"}, "03", instance("04", frame_start="x")]},
+        {"gloss": "drink", "instances": 5},
+        {"gloss": "cat", "instances": {"video_id": "05"}},
+        {"gloss": "computer", "instances": [instance("good2")]},
+    ]
+    return (*import_corpus("wlasl", wlasl_own(tmp, content), tmp / "corpus"), tmp / "corpus")
+
+
+@pytest.mark.bad_input(
+    case="WLASL gloss entry whose `instances` is not a list",
+    sees="`<json>[1]` in `skipped.csv`: `gloss entry 'drink': its instances are not a list (got int)`",
+    kept="every other gloss entry imported",
+)
+def test_a_wlasl_gloss_entry_without_a_list_of_instances_is_skipped(wlasl_import):
+    manifest, skipped, summary, corpus = wlasl_import
+    json_path = corpus.parent / "WLASL_v0.3.json"
+    assert skipped[f"{json_path}[1]"] == "gloss entry 'drink': its instances are not a list (got int)"
+    assert skipped[f"{json_path}[2]"] == "gloss entry 'cat': its instances are not a list (got dict)"
+    assert summary["n_glosses"] == 2 and summary["skipped"] == 5
+    assert_good_imported(manifest, corpus)
+
+
+@pytest.mark.bad_input(
+    case="WLASL JSON that is not WLASL's (an object, not a list of glosses)",
+    sees="`prepare` stops: `corpus.wlasl.json_path: <json> is not WLASL's JSON (a list of glosses with instances)` "
+    "(under a Python traceback today)",
+    kept="the previous corpus, untouched",
+)
+def test_json_that_is_not_wlasls_stops_prepare(previous, tmp_path):
+    own = wlasl_own(tmp_path, {"gloss": "book", "instances": []})
+    message = f"corpus.wlasl.json_path: {own['json_path']} is not WLASL's JSON (a list of glosses with instances)"
+    assert_stops_and_keeps_previous(previous, "wlasl", own, ValueError, message)

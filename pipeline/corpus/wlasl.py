@@ -49,7 +49,12 @@ def read_wlasl(cfg: WLASLConfig) -> tuple[list[Entry], list[Skip]]:
             skipped.append((f"{cfg.json_path}[{k}]", "gloss entry without a gloss"))
             continue
         gloss = item["gloss"].strip().replace(" ", "_")
-        for j, inst in enumerate(item.get("instances") or []):
+        instances = item.get("instances") or []
+        if not isinstance(instances, list):  # iterating an int fails, a dict or a string yields its keys / letters
+            reason = f"gloss entry {item['gloss']!r}: its instances are not a list (got {type(instances).__name__})"
+            skipped.append((f"{cfg.json_path}[{k}]", reason))
+            continue
+        for j, inst in enumerate(instances):
             try:
                 entries.append(_entry(cfg, gloss, inst))
             except (KeyError, TypeError, ValueError) as err:
