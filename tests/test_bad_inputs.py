@@ -249,6 +249,21 @@ def wlasl_import(tmp_path_factory):
 
 
 @pytest.mark.bad_input(
+    case="WLASL instance that is malformed (no `video_id`, not an object, `frame_start` not a number)",
+    sees="`book[1]` in `skipped.csv`: `unreadable instance: no 'video_id'` (`book[2]`: `... an instance is a JSON "
+    "object, not a str`; `04`: `... invalid literal for int() with base 10: 'x'`)",
+    kept="every other instance imported; each such instance skipped by its video_id or gloss[index]",
+)
+def test_malformed_wlasl_instances_are_skipped(wlasl_import):
+    manifest, skipped, _, corpus = wlasl_import
+    assert skipped["book[1]"] == "unreadable instance: no 'video_id'"
+    assert skipped["book[2]"] == "unreadable instance: an instance is a JSON object, not a str"
+    assert skipped["04"] == "unreadable instance: invalid literal for int() with base 10: 'x'"
+    assert sorted(manifest.index) == ["good1", "good2"]
+    assert_good_imported(manifest, corpus)
+
+
+@pytest.mark.bad_input(
     case="WLASL gloss entry whose `instances` is not a list",
     sees="`<json>[1]` in `skipped.csv`: `gloss entry 'drink': its instances are not a list (got int)`",
     kept="every other gloss entry imported",

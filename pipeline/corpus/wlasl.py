@@ -59,7 +59,8 @@ def read_wlasl(cfg: WLASLConfig) -> tuple[list[Entry], list[Skip]]:
                 entries.append(_entry(cfg, gloss, inst))
             except (KeyError, TypeError, ValueError) as err:
                 name = inst.get("video_id", f"{gloss}[{j}]") if isinstance(inst, dict) else f"{gloss}[{j}]"
-                skipped.append((str(name), f"unreadable instance: {err}"))
+                said = f"no {err}" if isinstance(err, KeyError) else str(err)  # a KeyError's text is the key alone
+                skipped.append((str(name), f"unreadable instance: {said}"))
     return entries, skipped
 
 
@@ -76,6 +77,8 @@ def _load_json(path: Path) -> list:
 
 
 def _entry(cfg: WLASLConfig, gloss: str, inst: dict) -> Entry:
+    if not isinstance(inst, dict):
+        raise ValueError(f"an instance is a JSON object, not a {type(inst).__name__}")
     video_id = str(inst["video_id"])
     split = SPLITS.get(inst["split"])
     if split is None:
