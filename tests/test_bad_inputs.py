@@ -287,3 +287,15 @@ def test_json_that_is_not_wlasls_stops_prepare(previous, tmp_path):
     own = wlasl_own(tmp_path, {"gloss": "book", "instances": []})
     message = f"corpus.wlasl.json_path: {own['json_path']} is not WLASL's JSON (a list of glosses with instances)"
     assert_stops_and_keeps_previous(previous, "wlasl", own, ValueError, message)
+
+
+@pytest.mark.bad_input(
+    case="WLASL JSON nested too deeply to parse (`[[[[...` 100 000 deep)",
+    sees="`prepare` stops: `corpus.wlasl.json_path: <json> is not valid JSON (nested too deeply)` (under a Python "
+    "traceback today)",
+    kept="the previous corpus, untouched",
+)
+def test_json_nested_too_deeply_stops_prepare_naming_the_param(previous, tmp_path):
+    own = wlasl_own(tmp_path, "[" * 100_000 + "]" * 100_000)
+    message = f"corpus.wlasl.json_path: {own['json_path']} is not valid JSON (nested too deeply)"
+    assert_stops_and_keeps_previous(previous, "wlasl", own, ValueError, message)

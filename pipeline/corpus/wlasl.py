@@ -71,6 +71,8 @@ def _load_json(path: Path) -> list:
         content = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"corpus.wlasl.json_path: {path} is not valid JSON ({err})") from err
+    except RecursionError:  # json's parser recurses once per level of nesting; WLASL's JSON has five
+        raise ValueError(f"corpus.wlasl.json_path: {path} is not valid JSON (nested too deeply)") from None
     if not isinstance(content, list):
         raise ValueError(f"corpus.wlasl.json_path: {path} is not WLASL's JSON (a list of glosses with instances)")
     return content
