@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import csv
 import json
+import struct
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -299,3 +301,220 @@ def test_json_nested_too_deeply_stops_prepare_naming_the_param(previous, tmp_pat
     own = wlasl_own(tmp_path, "[" * 100_000 + "]" * 100_000)
     message = f"corpus.wlasl.json_path: {own['json_path']} is not valid JSON (nested too deeply)"
     assert_stops_and_keeps_previous(previous, "wlasl", own, ValueError, message)
+
+
+# --- .pose files (`corpus.source: pose`, then `extract` with the `posefile` backend) ---
+
+
+def mediapipe_pose(path: Path, n_frames: int = 6, fps: float = 25.0) -> Path:
+    """A Holistic .pose file (pose-format's writer, via signx's export) with every frame detected."""
+    from extractors.base import TrackFrames
+    from pipeline.posefile import write_pose_file
+
+    values = np.random.default_rng(n_frames).uniform(0.1, 0.9, (n_frames, 258)).astype(np.float32)
+    write_pose_file(path, "mediapipe", TrackFrames(values, np.ones(n_frames, bool)), fps, 64, 64)
+    return path
+
+
+def edited_pose(src: Path, dst: Path, edit) -> Path:
+    """`src` read with pose-format, changed by `edit(header, data, confidence)` -> (header, data, confidence, fps),
+    written to `dst` with pose-format's writer."""
+    from pose_format import Pose
+    from pose_format.numpy import NumPyPoseBody
+
+    pose = Pose.read(src.read_bytes())
+    data, conf = np.ma.getdata(pose.body.data).copy(), np.ma.getdata(pose.body.confidence).copy()
+    header, data, conf, fps = edit(pose.header, data, conf)
+    with open(dst, "wb") as f:
+        Pose(header, NumPyPoseBody(fps, data, conf)).write(f)
+    return dst
+
+
+def one_component_pose(path: Path, component: str) -> Path:
+    """A .pose file holding a single Holistic component (hand-only and face-only files exist in the wild)."""
+    from pose_format import Pose
+    from pose_format.numpy import NumPyPoseBody
+    from pose_format.pose_header import PoseHeader, PoseHeaderComponent, PoseHeaderDimensions
+
+    points = [f"P{i}" for i in range(21)]
+    header = PoseHeader(0.2, PoseHeaderDimensions(64, 64, 0), [PoseHeaderComponent(component, points, [], [(255, 0, 0)],
+                                                                                     "XYZC")])  # fmt: skip
+    with open(path, "wb") as f:
+        Pose(header, NumPyPoseBody(25.0, np.ones((3, 1, 21, 3), np.float32), np.ones((3, 1, 21), np.float32))).write(f)
+    return path
+
+
+def nan_points(header, data, conf):
+    """Frame 0: the nose's x NaN, the left shoulder's z infinite, the right shoulder's confidence NaN; frame 1:
+    every coordinate NaN."""
+    data[0, 0, 0, 0], data[0, 0, 11, 2], conf[0, 0, 12] = np.nan, np.inf, np.nan
+    data[1] = np.nan
+    return header, data, conf, 25.0
+
+
+@pytest.fixture(scope="module")
+def pose_import(tmp_path_factory):
+    """A folder of .pose files, good and bad, imported and then extracted as `dvc repro` would."""
+    from pose_format.pose_header import PoseHeaderDimensions
+
+    from pipeline import extract
+
+    tmp = tmp_path_factory.mktemp("poses")
+    poses = tmp / "poses"
+    poses.mkdir()
+    good = mediapipe_pose(poses / "good1.pose")
+    mediapipe_pose(poses / "good2.pose", n_frames=8)
+    edited_pose(good, poses / "nan.pose", nan_points)
+    one_component_pose(poses / "hand_only.pose", "RIGHT_HAND_LANDMARKS")
+    one_component_pose(poses / "face_only.pose", "FACE_LANDMARKS")
+    edited_pose(good, poses / "zero_frames.pose", lambda h, d, c: (h, d[:0], c[:0], 25.0))
+    edited_pose(good, poses / "fps0.pose", lambda h, d, c: (h, d, c, 0.0))
+    edited_pose(good, poses / "width0.pose", lambda h, d, c: (
+        type(h)(h.version, PoseHeaderDimensions(0, 64, 0), h.components), d, c, 25.0))  # fmt: skip
+    (poses / "truncated.pose").write_bytes(good.read_bytes()[:-40])
+    (poses / "version.pose").write_bytes(struct.pack("<f", 0.3) + good.read_bytes()[4:])
+    (poses / "text.pose").write_text("hello, not a pose file\n")
+    names = ["good1", "good2", "nan", "hand_only", "face_only", "zero_frames", "fps0", "width0", "truncated",
+             "version", "text", "missing"]  # fmt: skip
+    table = write_rows(tmp / "poses.csv", ["pose", "glosses", "split"], [[f"{n}.pose", "IX-1p LIKE", "train"]
+                                                                           for n in names])  # fmt: skip
+    own = {"pose_dir": str(poses), "glosses_table": str(table)}
+    manifest, skipped, summary = import_corpus("pose", own, tmp / "corpus")
+    lines = {n: f"poses.csv:{k + 2}" for k, n in enumerate(names)}
+    report = extract.extract_track("mediapipe", tmp / "corpus", tmp / "tracks", workers=1)
+    return manifest, {n: skipped.get(line) for n, line in lines.items()}, summary, tmp, report
+
+
+def assert_good_poses_imported(pose_import) -> None:
+    manifest, _, _, tmp, report = pose_import
+    from pipeline.store import FrameStore
+
+    store = FrameStore(tmp / "tracks/mediapipe.zarr")
+    for utt, n in (("good1", 6), ("good2", 8)):
+        assert manifest.loc[utt, "n_frames"] == n and store.read(utt, "mask").all()
+    assert report["skipped"] == [] and sorted(manifest.index) == ["good1", "good2", "nan"]
+    assert_nothing_partial(tmp / "corpus")
+
+
+@pytest.mark.bad_input(
+    case="`.pose` file with NaN / infinite coordinates or confidences",
+    sees="nothing: imported; a point with a NaN or infinite number reads as not found (zeros), a frame without one "
+    "found pose point is undetected",
+    kept="the file; no NaN reaches the track store (frame 1, all NaN: masked)",
+)
+def test_nan_and_inf_in_a_pose_file_read_as_points_not_found(pose_import):
+    from pipeline.store import FrameStore
+
+    manifest, skipped, _, tmp, _ = pose_import
+    assert skipped["nan"] is None and manifest.loc["nan", "n_frames"] == 6
+    store = FrameStore(tmp / "tracks/mediapipe.zarr")
+    values, mask = store.read("nan", "values"), store.read("nan", "mask").astype(bool)
+    assert np.isfinite(values).all() and mask.tolist() == [True, False, True, True, True, True]
+    assert not values[0, 0:4].any() and not values[0, 44:52].any() and values[0, 4:8].all()  # nose, shoulders: out
+    assert not values[1].any()
+    assert_good_poses_imported(pose_import)
+
+
+@pytest.mark.bad_input(
+    case="`.pose` file missing the components a track needs (hands without POSE_LANDMARKS)",
+    sees="`poses.csv:<line>` in `skipped.csv`: `unreadable file: <file>: Holistic hands without POSE_LANDMARKS (a "
+    "frame without the pose is undetected); no signx track to fill: components found ['RIGHT_HAND_LANDMARKS'], "
+    "expected ...`",
+    kept="every other file imported",
+)
+def test_a_pose_file_of_hands_alone_is_skipped_naming_pose_landmarks(pose_import):
+    _, skipped, _, tmp, _ = pose_import
+    start = f"unreadable file: {tmp / 'poses/hand_only.pose'}: Holistic hands without POSE_LANDMARKS"
+    assert skipped["hand_only"].startswith(start)
+    assert "components found ['RIGHT_HAND_LANDMARKS'], expected POSE_LANDMARKS" in skipped["hand_only"]
+    assert_good_poses_imported(pose_import)
+
+
+@pytest.mark.bad_input(
+    case="`.pose` file with no component signx reads (FACE_LANDMARKS alone)",
+    sees="`poses.csv:<line>` in `skipped.csv`: `unreadable file: <file>: no signx track to fill: components found "
+    "['FACE_LANDMARKS'], expected POSE_LANDMARKS (+ ...) for the mediapipe track; pose_keypoints_2d (+ ...) or "
+    "BODY_135 for the dwpose track`",
+    kept="every other file imported",
+)
+def test_a_pose_file_without_a_signx_component_is_skipped_listing_what_it_has(pose_import):
+    _, skipped, _, tmp, _ = pose_import
+    found = "no signx track to fill: components found ['FACE_LANDMARKS']"
+    start = f"unreadable file: {tmp / 'poses/face_only.pose'}: {found}"
+    assert skipped["face_only"].startswith(start) and skipped["face_only"].endswith("or BODY_135 for the dwpose track")
+    assert_good_poses_imported(pose_import)
+
+
+@pytest.mark.bad_input(
+    case="`.pose` file with zero frames",
+    sees="`poses.csv:<line>` in `skipped.csv`: `unreadable file: <file>: the file has 0 frames`",
+    kept="every other file imported",
+)
+def test_a_pose_file_of_zero_frames_is_skipped(pose_import):
+    _, skipped, _, tmp, _ = pose_import
+    assert skipped["zero_frames"] == f"unreadable file: {tmp / 'poses/zero_frames.pose'}: the file has 0 frames"
+    assert_good_poses_imported(pose_import)
+
+
+@pytest.mark.bad_input(
+    case="`.pose` file whose header says 0 frames per second",
+    sees="`poses.csv:<line>` in `skipped.csv`: `unreadable file: <file>: fps 0 is not a frame rate`",
+    kept="every other file imported",
+)
+def test_a_pose_file_without_a_frame_rate_is_skipped(pose_import):
+    _, skipped, summary, tmp, _ = pose_import
+    assert skipped["fps0"] == f"unreadable file: {tmp / 'poses/fps0.pose'}: fps 0 is not a frame rate"
+    assert np.isfinite(summary["hours"]) and summary["hours"] > 0
+    assert_good_poses_imported(pose_import)
+
+
+@pytest.mark.bad_input(
+    case="`.pose` file whose header gives a width or height of 0",
+    sees="`poses.csv:<line>` in `skipped.csv`: `unreadable file: <file>: header width 0 / height 64: a dimension of "
+    "0 leaves the pixel coordinates impossible to normalise`",
+    kept="every other file imported",
+)
+def test_a_pose_file_of_width_zero_is_skipped(pose_import):
+    _, skipped, _, tmp, _ = pose_import
+    said = "header width 0 / height 64: a dimension of 0 leaves the pixel coordinates impossible to normalise"
+    assert skipped["width0"] == f"unreadable file: {tmp / 'poses/width0.pose'}: {said}"
+    assert_good_poses_imported(pose_import)
+
+
+@pytest.mark.bad_input(
+    case="truncated `.pose` file",
+    sees="`poses.csv:<line>` in `skipped.csv`: `unreadable file: <file>: not a readable pose-format v0.2 file (...)`",
+    kept="every other file imported",
+)
+def test_a_truncated_pose_file_is_skipped(pose_import):
+    _, skipped, _, tmp, _ = pose_import
+    assert skipped["truncated"].startswith(
+        f"unreadable file: {tmp / 'poses/truncated.pose'}: not a readable pose-format v0.2 file ("
+    )
+    assert_good_poses_imported(pose_import)
+
+
+@pytest.mark.bad_input(
+    case="`.pose` file of a version pose-format does not read, or not a `.pose` file at all",
+    sees="`poses.csv:<line>` in `skipped.csv`: `unreadable file: <file>: pose-format version 0.3 is not supported "
+    "(pose-format reads 0.0, 0.1, 0.2)` (a text file: its first four bytes read as the version)",
+    kept="every other file imported",
+)
+def test_a_pose_file_of_another_version_or_none_is_skipped(pose_import):
+    _, skipped, _, tmp, _ = pose_import
+    said = "is not supported (pose-format reads 0.0, 0.1, 0.2)"
+    assert skipped["version"] == f"unreadable file: {tmp / 'poses/version.pose'}: pose-format version 0.3 {said}"
+    assert skipped["text"] == f"unreadable file: {tmp / 'poses/text.pose'}: pose-format version 1.14314e+27 {said}"
+    assert_good_poses_imported(pose_import)
+
+
+@pytest.mark.bad_input(
+    case="`.pose` file named in the table but not there",
+    sees="`poses.csv:<line>` in `skipped.csv`: `missing file: <file>: no such .pose file`",
+    kept="every other file imported",
+)
+def test_a_missing_pose_file_is_skipped(pose_import):
+    _, skipped, summary, tmp, _ = pose_import
+    assert skipped["missing"] == f"missing file: {tmp / 'poses/missing.pose'}: no such .pose file"
+    assert summary["skipped_by_reason"] == {"missing file": 1, "unreadable file": 8}
+    assert_good_poses_imported(pose_import)

@@ -11,6 +11,7 @@ Stage II (which learns from video) has nothing to train on.
 
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +30,15 @@ class PoseCorpusConfig(ImportConfig):
 
 def copy_pose(entry: Entry, corpus_dir: Path, utt_id: str) -> dict:
     """The `MediaFn` of .pose entries: the file read (so a bad one is skipped now, naming what is wrong) and copied."""
-    from pipeline.posefile import read_pose_file  # pose-format is imported only by corpora that use it
+    from pipeline.posefile import PoseFileError, read_pose_file  # pose-format: only for corpora that use it
 
     if not entry.span.whole:
         raise ValueError("start / end are not read for .pose files (one file is one utterance)")
     if not entry.media.is_file():
         raise FileNotFoundError(f"{entry.media}: no such .pose file")
     pose = read_pose_file(entry.media)
+    if not (math.isfinite(pose.fps) and pose.fps > 0):  # the manifest's fps: the corpus' hours divide by it
+        raise PoseFileError(f"{entry.media}: fps {pose.fps:g} is not a frame rate")
     dest = Path("poses") / f"{utt_id}.pose"
     (corpus_dir / dest.parent).mkdir(exist_ok=True)
     tmp = corpus_dir / f"{dest}.partial"
