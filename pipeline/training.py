@@ -158,14 +158,11 @@ class TrainingRun:
         self.max_steps, self.checkpoint_every = max_steps, checkpoint_every
         self.stateful, self.generators = stateful, generators or {}
         self.quarters = {round(total_steps * q / 4): f"q{25 * q}" for q in (1, 2, 3, 4)} if quarters else {}
-        self.state = {"epoch": 0, "batch": 0, "step": 0, "best_wer": float("inf"), "history": []}
-        self.t0, self.steps_this_run, self.sums, self.batches_run = time.perf_counter(), 0, {}, 0
-        resumed = self._resume(live_dir)
-        self.live = None
-        if live_dir is not None:
-            from dvclive import Live
-
-            self.live = Live(str(live_dir), resume=resumed, save_dvc_exp=False, dvcyaml=None)
+        # "sums": the epoch's training losses so far, checkpointed so that a resumed epoch's means are the whole's
+        self.state = {"epoch": 0, "batch": 0, "step": 0, "best_wer": float("inf"), "history": [], "sums": {}}
+        self.t0, self.steps_this_run = time.perf_counter(), 0
+        self._resume()
+        self.live = self._open_curves(live_dir)
         self.bar = tqdm(total=total_steps, initial=self.state["step"], desc=stage, unit="step", mininterval=2.0)
 
     @property
@@ -180,9 +177,9 @@ class TrainingRun:
     def step_count(self) -> int:
         return self.state["step"]
 
-    def _resume(self, live_dir: str | os.PathLike | None) -> bool:
-        """Continue from `last.pt` when it has this run's fingerprint; otherwise clear the work folder (and the
-        curves) so that nobody else's optimisation is continued. `last.pt` is read without unpickling code."""
+    def _resume(self) -> bool:
+        """Continue from `last.pt` when it has this run's fingerprint; otherwise clear the work folder so that
+        nobody else's optimisation is continued. `last.pt` is read without unpickling code."""
         last = self.work / "last.pt"
         if not last.exists():
             return False
@@ -195,8 +192,6 @@ class TrainingRun:
             print(f"{self.stage}: {last} is from other params, data or code; starting afresh")
             shutil.rmtree(self.work)
             self.work.mkdir(parents=True)
-            if live_dir is not None:
-                shutil.rmtree(live_dir, ignore_errors=True)
             return False
         for name, obj in self.stateful.items():
             obj.load_state_dict(ck[name])
@@ -205,6 +200,20 @@ class TrainingRun:
         torch.set_rng_state(ck["torch_rng"])
         self.state = ck["state"]
         return True
+
+    def _open_curves(self, live_dir: str | os.PathLike | None):
+        """DVCLive curves rewritten from the run's own history (saved in `last.pt`), so that a resumed run's curves
+        are those of an uninterrupted one whatever a killed run left in `live_dir` (or DVC deleted from it)."""
+        if live_dir is None:
+            return None
+        from dvclive import Live
+
+        live = Live(str(live_dir), resume=False, save_dvc_exp=False, dvcyaml=None)  # resume=False: emptied first
+        for record in self.state["history"]:
+            for k, v in record.items():
+                live.log_metric(k, v)
+            live.next_step()
+        return live
 
     def step_rng(self) -> np.random.Generator:
         """NumPy randomness for the current batch, seeded by its position (a resumed run draws the same)."""
@@ -225,9 +234,8 @@ class TrainingRun:
             raise FloatingPointError(f"{self.stage}: loss became {loss.item()} at step {self.step_count}")
         loss.backward()
         for k, v in losses.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v.item()
+            self.state["sums"][k] = self.state["sums"].get(k, 0.0) + v.item()
         self.state["batch"] += 1
-        self.batches_run += 1
         return self.batch % grad_accum == 0 or self.batch == n_batches
 
     def step(self, params: list[torch.nn.Parameter], clip: float) -> bool:
@@ -255,9 +263,9 @@ class TrainingRun:
         return {"stopped_at_step": self.step_count}
 
     def end_epoch(self, validation: dict[str, float]) -> None:
-        """Log the epoch's mean training losses (over the batches this process trained on), `validation`
+        """Log the epoch's mean training losses (over all its batches, those before a resume included), `validation`
         (`val/wer` chooses `best`) and the learning rate; then move to the next epoch and save `last.pt`."""
-        record = {f"train/{k}": v / max(1, self.batches_run) for k, v in self.sums.items()} | validation
+        record = {f"train/{k}": v / max(1, self.batch) for k, v in self.state["sums"].items()} | validation
         if "val/wer" in validation and validation["val/wer"] < self.state["best_wer"]:
             self.state["best_wer"] = validation["val/wer"]
             self._save_weights("best")
@@ -269,7 +277,7 @@ class TrainingRun:
             self.live.next_step()
         self.state["epoch"] += 1
         self.state["batch"] = 0
-        self.sums, self.batches_run = {}, 0
+        self.state["sums"] = {}
         self._save_last()
 
     def finish(self, device: torch.device) -> dict:
