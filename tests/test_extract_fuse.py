@@ -188,12 +188,15 @@ def test_normalisation_uses_train_statistics_only(small_corpus, tracks, tmp_path
     store = FrameStore(tmp_path / "features.zarr")
     manifest = read_manifest(corpus)
     train = [u for u, s in zip(manifest.utt_id, manifest.split) if s == "train"]
-    a, b = store.attrs["slices"]["dwpose"]
-    x = np.concatenate([store.read(u)[store.read(u, "mask")[:, 1], a:b] for u in train]).astype(np.float64)
-    np.testing.assert_allclose(store.attrs["norm_mean"][a:b], x.mean(0), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(store.attrs["norm_std"][a:b], np.maximum(x.std(0), 1e-3), rtol=1e-5, atol=1e-6)
-    everything = store.read_all()[store.read_all("mask")[:, 1], a:b].mean(0)
-    assert not np.allclose(everything, store.attrs["norm_mean"][a:b])  # val / test frames did not leak in
+    values, mask = store.read_all(), store.read_all("mask")
+    mean, std = np.asarray(store.attrs["norm_mean"]), np.asarray(store.attrs["norm_std"])
+    for k, t in enumerate(extractors.TRACK_ORDER):  # each track over its own detected train frames
+        a, b = store.attrs["slices"][t]
+        x = np.concatenate([store.read(u)[store.read(u, "mask")[:, k], a:b] for u in train]).astype(np.float64)
+        np.testing.assert_allclose(mean[a:b], x.mean(0), rtol=1e-5, atol=1e-6, err_msg=t)
+        np.testing.assert_allclose(std[a:b], np.maximum(x.std(0), 1e-3), rtol=1e-5, atol=1e-6, err_msg=t)
+        everything = values[mask[:, k], a:b].mean(0)
+        assert not np.allclose(everything, mean[a:b]), t  # val / test frames did not leak in
     assert store.attrs["norm_split"] == "train"
 
 

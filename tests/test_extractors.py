@@ -71,6 +71,11 @@ def test_to_vector_checks_shapes_and_normalises():
         smplerx.to_vector(global_orient=np.zeros((T, 3)))
     with pytest.raises(ValueError, match=r"left_hand: expected \(21, 3\)"):
         mediapipe.to_vector(np.zeros((33, 4)), np.zeros((20, 3)), None)
+    pose, right = np.arange(132.0).reshape(33, 4) + 1, np.arange(63.0).reshape(21, 3) + 1
+    v = mediapipe.to_vector(pose, None, right)  # the left hand not found: 63 zeros, the others in place
+    np.testing.assert_array_equal(v[mediapipe.POSE], pose.ravel())
+    np.testing.assert_array_equal(v[mediapipe.RIGHT_HAND], right.ravel())
+    assert not v[mediapipe.LEFT_HAND].any()
     with pytest.raises(ValueError, match="class ids"):
         sapiens.to_vector(np.full((1, 24, 24), 28))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
@@ -220,22 +225,21 @@ def test_holistic_finds_pose_and_face_on_a_real_photo(astronaut):
 
 
 def test_holistic_on_a_video_tracks_every_frame_and_zeros_missing_hands(astronaut, tmp_path):
-    import cv2
-
     from extractors.backends.holistic import HolisticBackend
     from pipeline.corpus.render import write_video
 
-    frames = np.stack([np.roll(astronaut, 4 * k, axis=1) for k in range(6)])[..., ::-1]  # BGR, a slow pan
+    frames = np.stack([np.roll(astronaut, 4 * k, axis=1) for k in range(6)])[..., ::-1]  # BGR, 4 px a frame
     path = tmp_path / "astronaut.mp4"
     write_video(path, np.ascontiguousarray(frames), 10)
     out = HolisticBackend().extract_video(path)
     assert out.values.shape == (6, 258) and out.mask.all()
     nose_x = out.values[:, 0]
     assert np.all(np.diff(nose_x) > 0)  # the pan moves the person right, and tracking follows
-    for sl in (mediapipe.LEFT_HAND, mediapipe.RIGHT_HAND):  # a hand not found is exactly zero
-        hand = out.values[:, sl]
-        assert np.all((hand == 0).all(1) | (hand != 0).any(1))
-    assert cv2.VideoCapture(str(path)).isOpened()
+    # 20 px in all; measured 14 px: landmark smoothing lags behind the pan, never overshoots it
+    assert 0.5 * 20 / 512 < nose_x[-1] - nose_x[0] < 1.1 * 20 / 512
+    assert np.all(out.values[:, 3] > 0.9)  # the nose's visibility
+    # Holistic finds neither hand in this photo (her gloved hands hold the helmet): each is exactly zero
+    assert not out.values[:, mediapipe.LEFT_HAND].any() and not out.values[:, mediapipe.RIGHT_HAND].any()
 
 
 def test_holistic_refuses_unreadable_videos(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from pipeline.nets.losses import (
     LossWeighting,
@@ -41,19 +42,59 @@ def _batch(B=3, T=11, L=6, seed=0):
     return x, mask, pad, targets
 
 
+class _ExactUNet(nn.Module):
+    """A UNet that predicts the true clean sample: what the Eq. 8 arithmetic and the DDIM steps must invert."""
+
+    def __init__(self, z0: torch.Tensor):
+        super().__init__()
+        self.z0 = z0
+
+    def forward(self, z_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.z0
+
+
 def test_shapes_through_the_whole_network():
     torch.manual_seed(0)
     model = Pose2Gloss(_cfg())
     x, mask, pad, targets = _batch()
     f, z0 = model.encode(x, mask)
     assert f.shape == (3, 11, 32) and z0.shape == (3, 11, 64)
-    sched, _ = make_schedulers(model.cfg)
-    eps_pred = model.predict_noise(z0, torch.tensor([1, 500, 999]), f, sched)
-    assert eps_pred.shape == z0.shape and torch.isfinite(eps_pred).all()
-    logits = model(shift_right(targets), z0, pad)
-    assert logits.shape == (3, 6, V)
-    z = model.denoise(f, make_schedulers(model.cfg)[1])
-    assert z.shape == z0.shape and torch.isfinite(z).all()
+    assert model(shift_right(targets), z0, pad).shape == (3, 6, V)
+
+
+def test_noise_estimate_is_eq8_and_ddim_walks_back_to_z0_given_an_exact_unet():
+    torch.manual_seed(0)
+    model = Pose2Gloss(_cfg()).eval()
+    x, mask, _, _ = _batch()
+    with torch.no_grad():
+        f, z0 = model.encode(x, mask)
+    model.unet = _ExactUNet(z0)
+    sched, ddim = make_schedulers(model.cfg)
+    eps = torch.randn(z0.shape, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([1, 500, 999])
+    eps_hat = model.predict_noise(sched.add_noise(z0, eps, t), t, f, sched)
+    torch.testing.assert_close(eps_hat, eps, atol=1e-3, rtol=1e-3)  # z_t = sqrt(abar) z0 + sqrt(1 - abar) eps
+    torch.testing.assert_close(model.denoise(f, ddim), z0, atol=1e-4, rtol=1e-4)
+
+
+def test_decoder_is_causal_and_reads_only_real_frames():
+    torch.manual_seed(0)
+    model = Pose2Gloss(_cfg()).eval()
+    x, mask, pad, targets = _batch()
+    with torch.no_grad():
+        _, z0 = model.encode(x, mask)
+        inputs = shift_right(targets)
+        logits = model(inputs, z0, pad)
+        later = inputs.clone()
+        later[:, 4] = torch.where(inputs[:, 4] == 7, 8, 7)  # another gloss at step 4
+        changed = model(later, z0, pad)
+        torch.testing.assert_close(changed[:, :4], logits[:, :4])  # earlier steps never see it
+        assert (changed[:2, 4:] - logits[:2, 4:]).abs().amax() > 1e-3
+        # item 1 alone, without its 3 padding frames, gives its logits in the batch
+        torch.testing.assert_close(model(inputs[1:2], z0[1:2, :8], pad[1:2, :8])[0], logits[1], atol=1e-5, rtol=1e-5)
+        garbage = z0.clone()
+        garbage[1, 8:] = 1e3  # padding frames of item 1
+        torch.testing.assert_close(model(inputs, garbage, pad), logits)
 
 
 def test_default_config_uses_the_paper_unified_width():
@@ -61,6 +102,9 @@ def test_default_config_uses_the_paper_unified_width():
     x = torch.randn(1, 5, 1959)
     _, z0 = model.encode(x, torch.ones(1, 5, 5, dtype=torch.bool))
     assert z0.shape[-1] == 2048
+    # PadMatch ends in a parameter-free LayerNorm: each frame's z0 at the unit scale the noise schedule assumes
+    torch.testing.assert_close(z0.mean(-1), torch.zeros(1, 5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z0.var(-1, unbiased=False), torch.ones(1, 5), atol=1e-3, rtol=0)
 
 
 @pytest.mark.parametrize("fusion", [True, False])
@@ -80,6 +124,67 @@ def test_a_masked_track_changes_nothing(fusion):
     mask[:, :, 3] = True
     f3, _ = model.encode(x2, mask)
     assert not torch.allclose(f1, f3)  # unmasked, the same track does matter
+
+
+def _record_attention(attn: nn.MultiheadAttention) -> list[torch.Tensor]:
+    """Make `attn` also return its per-head weights (B*T, heads, query, key), recorded in the returned list."""
+    real, seen = attn.forward, []
+
+    def recording(query, key, value, key_padding_mask=None, need_weights=True, **kw):
+        out, w = real(query, key, value, key_padding_mask=key_padding_mask, need_weights=True,
+                      average_attn_weights=False)  # fmt: skip
+        seen.append(w)
+        return out, w
+
+    attn.forward = recording
+    return seen
+
+
+@pytest.mark.parametrize("fusion", [True, False])
+def test_masked_tracks_get_no_attention_and_the_fused_vector_reads_the_present_tracks_only(fusion):
+    torch.manual_seed(0)
+    model = Pose2Gloss(_cfg(fusion=fusion)).eval()
+    x, mask, _, _ = _batch()
+    mask[:, :, 3] = False  # primedepth missing everywhere
+    mask[1, 4:7, 0] = False  # two more lost for a few frames
+    mask[1, 4:7, 2] = False
+    mask[2, 5] = False  # nothing left
+    weights = _record_attention(model.fusion.attn)
+    with torch.no_grad():
+        f, _ = model.encode(x, mask)
+        enc = model.encoders(x * mask.repeat_interleave(torch.tensor(model.cfg.track_dims), -1))
+        tokens = enc + model.fusion.track_embed
+    if fusion:
+        w = weights[0].reshape(3, 11, 2, 5, 5)[mask.any(-1)]  # frames with a track: (N, heads, query, key)
+        keys = mask[mask.any(-1)][:, None, None, :].expand_as(w)
+        assert torch.all(w[~keys] == 0)  # exactly: a masked track is never attended to
+        torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
+    for b, t in [(0, 0), (1, 5), (2, 9)]:  # all but primedepth; two tracks; four
+        tok = tokens[b, t, mask[b, t]][None]  # the present tracks alone, nothing to mask
+        if fusion:
+            with torch.no_grad():
+                tok = model.fusion.norm(tok + model.fusion.attn(tok, tok, tok)[0])
+        torch.testing.assert_close(f[b, t], tok[0].mean(0), atol=1e-5, rtol=1e-5)
+    assert torch.all(f[2, 5] == 0)  # a frame without any track contributes nothing
+
+
+def _smoothed_cross_entropy_by_hand(logits: torch.Tensor, targets: torch.Tensor, eps: float) -> float:
+    """Label smoothing written out: the target keeps 1 - eps, every class (PAD too) gets eps / V; the mean over
+    the non-PAD positions."""
+    losses = []
+    for b, pos in (targets != PAD).nonzero().tolist():
+        logp = logits[b, pos].double().log_softmax(-1)
+        losses.append(-(1 - eps) * logp[targets[b, pos]] - eps * logp.mean())
+    return float(sum(losses) / len(losses))
+
+
+def test_text_loss_is_label_smoothed_cross_entropy_by_hand():
+    _, _, _, targets = _batch()
+    logits = torch.randn(3, 6, V, generator=torch.Generator().manual_seed(2)) * 3
+    for eps in (0.0, 0.1, 0.3):
+        expected = _smoothed_cross_entropy_by_hand(logits, targets, eps)
+        assert text_loss(logits, targets, eps).item() == pytest.approx(expected, rel=1e-5)
+    assert text_loss(logits, targets).item() == pytest.approx(_smoothed_cross_entropy_by_hand(logits, targets, 0.1))
 
 
 def test_losses_are_minimal_on_perfect_predictions_and_positive_otherwise():
