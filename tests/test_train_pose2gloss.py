@@ -9,14 +9,18 @@ import pytest
 import torch
 import zarr
 
+from pipeline import scoring, train_pose2gloss
+from pipeline.checkpoints import load_model
+from pipeline.corpus.manifest import read_manifest
 from pipeline.data import FeatureStoreError, Utterance, augment, bucket_batches, collate, load_split
 from pipeline.decoding import DecodeConfig
 from pipeline.evaluate import evaluate_pose2gloss
 from pipeline.layout import FUSED
-from pipeline.nets.pose2gloss import Pose2Gloss
-from pipeline.train_pose2gloss import configs_from_params, train
+from pipeline.nets.pose2gloss import Pose2Gloss, make_schedulers, shift_right
+from pipeline.store import FrameStore
+from pipeline.train_pose2gloss import configs_from_params, train, training_losses
 from pipeline.training import lr_lambda
-from pipeline.vocab import Vocab
+from pipeline.vocab import EOS, PAD, Vocab
 
 TINY_MODEL = dict(d_track=16, unified_dim=32, unet_channels=[8, 16], d_model=32, n_decoder_layers=1,
                   n_decoder_heads=2, n_fusion_heads=2, batch_size=8, epochs=2, checkpoint_every=1)  # fmt: skip
@@ -58,6 +62,31 @@ def test_single_track_loading_masks_the_others(features):
         load_split(store, corpus, vocab, "train", tracks=("openpose",))
 
 
+@pytest.mark.parametrize(("tracks", "stride", "max_frames"), [(None, 2, 9), (("dwpose", "sapiens"), 3, 1024)])
+def test_load_split_values_are_the_store_normalised_by_train_statistics_and_masked(features, tracks, stride,
+                                                                                   max_frames):  # fmt: skip
+    corpus, store_path = features
+    vocab = Vocab.load(corpus / "vocab.json")
+    store, manifest = FrameStore(store_path), read_manifest(corpus)
+    mean, std = (np.asarray(store.attrs[k], np.float64) for k in ("norm_mean", "norm_std"))
+    data = load_split(store_path, corpus, vocab, "val", tracks=tracks, frame_stride=stride, max_frames=max_frames)
+    val = manifest[manifest.split == "val"]
+    assert [u.utt_id for u in data] == val.utt_id.tolist() and len(data) > 2
+    use = np.array([tracks is None or t in tracks for t in FUSED.tracks])
+    truncated = 0
+    for u, glosses in zip(data, val.glosses):
+        raw = store.read(u.utt_id)[::stride][:max_frames].astype(np.float64)
+        mask = store.read(u.utt_id, "mask")[::stride][:max_frames] & use
+        truncated += len(store.read(u.utt_id)[::stride]) > max_frames
+        np.testing.assert_array_equal(u.track_mask, mask)
+        expected = (raw - mean) / std * np.repeat(mask, FUSED.dims, axis=1)
+        np.testing.assert_allclose(u.features, expected, rtol=1e-5, atol=1e-5)
+        assert u.glosses == glosses and u.target.tolist() == vocab.encode(glosses) + [EOS]
+    assert truncated == (len(data) if max_frames < 10 else 0)  # max_frames cuts every utterance, or none
+    present = np.concatenate([u.features[:, np.repeat(u.track_mask.any(0), FUSED.dims)] for u in data])
+    assert abs(present.mean()) < 0.3 and 0.3 < present.std() < 3  # unit scale, as the model expects
+
+
 def test_nan_or_wrong_width_feature_stores_are_refused(features, tmp_path):
     corpus, store = features
     vocab = Vocab.load(corpus / "vocab.json")
@@ -97,7 +126,9 @@ def test_kill_and_resume_gives_the_same_weights(features, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     for name in published:  # bitwise the same published files
         assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes()
-    assert whole["steps"] > 3 and np.isfinite(whole["best_val_wer"])
+    history = torch.load(tmp_path / "whole/last.pt", weights_only=True)["state"]["history"]
+    assert whole["steps"] == t1.epochs * 4  # 28 train utterances, batches of 8
+    assert len(history) == t1.epochs and whole["best_val_wer"] == min(r["val/wer"] for r in history)
     curve = (tmp_path / "live/plots/metrics/val/wer.tsv").read_text().splitlines()
     assert len(curve) == 1 + t1.epochs  # header + one validation WER per epoch, for `dvc plots show`
     assert (tmp_path / "live/plots/metrics/train/text.tsv").exists()
@@ -119,6 +150,59 @@ def test_a_checkpoint_from_other_params_is_not_resumed(features, tmp_path, capsy
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
+def test_best_holds_the_weights_of_the_lowest_validation_wer_and_the_quarters_their_steps(features, tmp_path,
+                                                                                          monkeypatch):  # fmt: skip
+    corpus, store = features
+    scripted = iter([70.0, 40.0, 55.0, 40.0])  # epoch 2 is best; epoch 4 only ties it
+    snapshots = []
+
+    def validation_wer(model, data, vocab, device):
+        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})  # the epoch's weights
+        return next(scripted)
+
+    monkeypatch.setattr(train_pose2gloss, "validation_wer", validation_wer)
+    m, t = configs_from_params(dict(TINY_MODEL, epochs=4), seed=3)
+    summary = train(m, t, store, corpus, tmp_path / "out", work_dir=tmp_path / "work")
+    history = torch.load(tmp_path / "work/last.pt", weights_only=True)["state"]["history"]
+    assert [r["val/wer"] for r in history] == [70.0, 40.0, 55.0, 40.0]
+    assert summary["best_val_wer"] == 40.0 and summary["final"]["val/wer"] == 40.0
+    assert summary["steps"] == 16  # 28 train utterances in batches of 8, 4 epochs: a quarter is one epoch
+
+    def published(name: str) -> dict[str, torch.Tensor]:
+        return load_model(tmp_path / "out" / name)[0]
+
+    def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    assert same(published("best"), snapshots[1]) and not same(published("best"), snapshots[3])
+    for q, epoch in (("q25", 0), ("q50", 1), ("q75", 2), ("q100", 3)):
+        assert same(published(q), snapshots[epoch]), q
+    assert same(published("q100"), torch.load(tmp_path / "work/last.pt", weights_only=True)["model"])
+
+
+def test_the_trained_text_loss_is_label_smoothed_cross_entropy(features):
+    corpus, store = features
+    vocab = Vocab.load(corpus / "vocab.json")
+    m, cfg = configs_from_params(dict(TINY_MODEL, dropout=0.0, teacher_forcing=[1.0, 1.0]), seed=0)
+    assert cfg.label_smoothing == 0.1  # Table 2
+    m.vocab_size, m.track_dims = len(vocab), FUSED.dims
+    torch.manual_seed(0)
+    model = Pose2Gloss(m).eval()
+    batch = collate(load_split(store, corpus, vocab, "train", frame_stride=2, max_frames=64)[:4])
+    sched, _ = make_schedulers(m)
+    losses = training_losses(model, batch, cfg, 0.5, sched, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        _, z0 = model.encode(batch["features"], batch["track_mask"])
+        logp = model(shift_right(batch["targets"]), z0, batch["frame_pad"]).double().log_softmax(-1)
+    targets = batch["targets"]
+    real = targets != PAD
+    nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)[real]
+    uniform = -logp.mean(-1)[real]  # smoothing spreads 0.1 evenly over all classes
+    expected = (0.9 * nll + 0.1 * uniform).mean().item()
+    assert losses["text"].item() == pytest.approx(expected, rel=1e-5)
+    assert abs(expected - nll.mean().item()) > 1e-3  # the smoothing is visible at this size
+
+
 def _utterance(T=40, seed=0) -> Utterance:
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((T, FUSED.width)).astype(np.float32)
@@ -126,6 +210,19 @@ def _utterance(T=40, seed=0) -> Utterance:
     m[5:9, 1] = False  # dwpose lost for a few frames
     x[5:9, 165:549] = 0
     return Utterance("u", x, m, np.array([4, 5, 2]), "A B")
+
+
+def test_collate_pads_each_utterance_after_its_own_frames_and_glosses():
+    short, long = _utterance(T=5, seed=1), _utterance(T=9, seed=2)
+    long.target = np.array([6, 7, 8, EOS])
+    b = collate([short, long])
+    assert b["features"].shape == (2, 9, FUSED.width) and b["track_mask"].shape == (2, 9, 5)
+    np.testing.assert_array_equal(b["features"][0, :5].numpy(), short.features)
+    np.testing.assert_array_equal(b["features"][1].numpy(), long.features)
+    assert not b["features"][0, 5:].any() and not b["track_mask"][0, 5:].any()
+    np.testing.assert_array_equal(b["track_mask"][1].numpy(), long.track_mask)
+    assert b["frame_pad"].tolist() == [[False] * 5 + [True] * 4, [False] * 9]
+    assert b["targets"].tolist() == [[4, 5, EOS, PAD], [6, 7, 8, EOS]]
 
 
 def test_augment_resamples_speed_and_keeps_the_original():
@@ -182,7 +279,9 @@ def test_joint_ctc_decoding_needs_a_trained_ctc_head(features, tmp_path):
     model = Pose2Gloss.from_checkpoint(tmp_path / "with/best")
     assert model.ctc_trained
     metrics, table = evaluate_pose2gloss(tmp_path / "with/best", store, corpus, joint, splits=("test",))
-    assert metrics["test"]["utterances"] == len(table) > 0
+    manifest = read_manifest(corpus)
+    assert sorted(table.utt_id) == sorted(manifest.utt_id[manifest.split == "test"])
+    assert metrics["test"]["utterances"] == len(table) == (manifest.split == "test").sum()
     m, t = configs_from_params(dict(TINY_MODEL, epochs=1, losses={"ctc": False}), seed=3)
     train(m, t, store, corpus, tmp_path / "without")
     model = Pose2Gloss.from_checkpoint(tmp_path / "without/q100.safetensors")  # the quarter checkpoints know it too
@@ -193,4 +292,5 @@ def test_joint_ctc_decoding_needs_a_trained_ctc_head(features, tmp_path):
     with pytest.raises(ValueError, match="decoding.ctc_weight=0"):
         evaluate_pose2gloss(tmp_path / "without/best", store, corpus, joint, splits=("test",))
     plain = DecodeConfig(beam_size=2, max_len=8)
-    assert evaluate_pose2gloss(tmp_path / "without/best", store, corpus, plain, splits=("test",))[0]["test"]
+    metrics, table = evaluate_pose2gloss(tmp_path / "without/best", store, corpus, plain, splits=("test",))
+    assert metrics["test"]["wer"] == scoring.wer(table.reference.tolist(), table.hypothesis.tolist())["wer"]
