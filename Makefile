@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.requirements.stamp
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: repro test bench lint venv specialists
+.PHONY: repro test test-all mutate bench lint venv specialists
 
 venv: $(STAMP)
 
@@ -20,8 +20,16 @@ $(STAMP): requirements.txt
 repro: $(STAMP)
 	dvc repro
 
+# the @slow tests (DVC end to end in a temporary repository, whole corpora) run in CI (CI=true) and in test-all
 test: $(STAMP)
+	python -m pytest -q $(if $(filter true,$(CI)),,-m "not slow") tests
+
+test-all: $(STAMP)
 	python -m pytest -q tests
+
+# realistic bugs planted one at a time in a scratch copy, each against the tests that must catch it
+mutate: $(STAMP)
+	python tools/mutate.py
 
 bench: $(STAMP)
 	dvc repro  # the extraction benchmarks read the pipeline's outputs (a no-op when up to date)
