@@ -57,9 +57,15 @@ def read_frames(
     return np.stack(list(iter_frames(path, stride, max_frames, size)))
 
 
+# A video decoding to fewer than this share of the frames its container lists is truncated or damaged (a download
+# cut short whose index came first): an estimated count (a container without one) is never off by this much.
+MIN_DECODED_SHARE = 0.9
+
+
 def probe_video(path: str | os.PathLike) -> tuple[int, float, int, int]:
     """(frames, fps, width, height) of a video, its frames counted by demuxing them (containers' frame counts are
-    estimates). VideoError as `iter_frames` raises it; fps 0.0 when the video states none."""
+    estimates). VideoError as `iter_frames` raises it, and for a video that decodes to far fewer frames than its
+    container lists (`MIN_DECODED_SHARE`); fps 0.0 when the video states none."""
     path = Path(path)
     if not path.exists():
         raise VideoError(f"{path}: no such video")
@@ -73,6 +79,10 @@ def probe_video(path: str | os.PathLike) -> tuple[int, float, int, int]:
         n = 1
         while cap.grab():
             n += 1
+        listed = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        if 0 < listed < 2**31 and n < MIN_DECODED_SHARE * listed:
+            said = f"{n} of the {int(listed)} frames its container lists decode"
+            raise VideoError(f"{path}: truncated or damaged: {said}")
         fps = float(cap.get(cv2.CAP_PROP_FPS))
         return n, fps if fps > 0 else 0.0, frame.shape[1], frame.shape[0]
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import struct
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -518,3 +519,293 @@ def test_a_missing_pose_file_is_skipped(pose_import):
     assert skipped["missing"] == f"missing file: {tmp / 'poses/missing.pose'}: no such .pose file"
     assert summary["skipped_by_reason"] == {"missing file": 1, "unreadable file": 8}
     assert_good_poses_imported(pose_import)
+
+
+# --- videos (`corpus.source: csv`, then `extract` with the real MediaPipe backend) ---
+
+
+def av_video(path: Path, pts_ms: list[int], size: tuple[int, int] = (48, 48), rotation: int | None = None,
+             streamable: bool = False) -> Path:  # fmt: skip
+    """An MPEG-4 video written with PyAV (FFmpeg), which OpenCV's writer cannot make: frame k shown at `pts_ms[k]`
+    (uneven: a variable frame rate), a display-rotation flag, or the index before the frames (`faststart`, as
+    streamed downloads are). Frame k is black with its top-left quarter white and a column k * 4 pixels in."""
+    import av
+
+    width, height = size
+    options = {"movflags": "faststart"} if streamable else {}
+    with av.open(str(path), "w", options=options) as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        out.start_encoding()  # the header is written even when no frame follows
+        for k, pts in enumerate(pts_ms):
+            out.mux(stream.encode(_frame(av, quarter_frame(width, height, k), pts)))
+        out.mux(stream.encode())
+    return path
+
+
+def _frame(av, rgb: np.ndarray, pts: int):
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+    frame.pts, frame.time_base = pts, Fraction(1, 1000)
+    return frame
+
+
+def quarter_frame(width: int, height: int, k: int = 0) -> np.ndarray:
+    rgb = np.zeros((height, width, 3), np.uint8)
+    rgb[: height // 2, : width // 2] = 255
+    rgb[:, (k * 4) % width] = 128
+    return rgb
+
+
+def cv2_video(path: Path, n_frames: int, size: tuple[int, int], color: bool = True) -> Path:
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, size, color)
+    for k in range(n_frames):
+        rgb = quarter_frame(*size, k)
+        writer.write(rgb[..., 0] if not color else rgb)
+    writer.release()
+    return path
+
+
+VFR_MS = [0, 100, 150, 160, 400, 900, 1000, 1010, 1020, 1500]  # 10 frames in 1.6 s: 6.25 fps on average
+
+VIDEO_ROWS = {  # name: (video file, start, end) of a table row
+    "good1": ("good1.mp4", "", ""),
+    "good2": ("good2.mp4", "", ""),
+    "zero_byte": ("zero_byte.mp4", "", ""),
+    "truncated": ("truncated.mp4", "", ""),
+    "truncated_streamable": ("truncated_streamable.mp4", "", ""),
+    "not_a_video": ("not_a_video.mp4", "", ""),
+    "zero_frames": ("zero_frames.mp4", "", ""),
+    "missing": ("gone.mp4", "", ""),
+    "outside": ("good1.mp4", "5", "9"),
+    "gray": ("gray.mp4", "", ""),
+    "uhd": ("uhd.mp4", "", ""),
+    "rotated": ("rotated.mp4", "", ""),
+    "vfr": ("vfr.mp4", "", ""),
+    "vfr_span": ("vfr.mp4", "0.4", "1.05"),
+    "damaged_later": ("damaged_later.mp4", "", ""),
+}
+
+
+@pytest.fixture(scope="module")
+def video_import(tmp_path_factory):
+    """Every kind of video below in one table, imported as `prepare` does; then one imported clip is emptied (a
+    disk error, an interrupted copy) and the corpus extracted with MediaPipe Holistic as `extract@mediapipe` does."""
+    from pipeline import extract
+
+    tmp = tmp_path_factory.mktemp("videos")
+    for name in (*GOOD, "damaged_later"):
+        make_video(tmp / f"{name}.mp4", 10)
+    (tmp / "zero_byte.mp4").write_bytes(b"")
+    whole = make_video(tmp / "whole.mp4", 20).read_bytes()
+    (tmp / "truncated.mp4").write_bytes(whole[: len(whole) // 2])  # OpenCV writes its index last: cut off
+    streamable = av_video(tmp / "streamable.mp4", list(range(0, 2000, 100)), streamable=True).read_bytes()
+    (tmp / "truncated_streamable.mp4").write_bytes(streamable[: len(streamable) * 2 // 3])
+    (tmp / "not_a_video.mp4").write_text("hello, not a video\n" * 20)
+    av_video(tmp / "zero_frames.mp4", [])
+    cv2_video(tmp / "gray.mp4", 5, (48, 48), color=False)
+    cv2_video(tmp / "uhd.mp4", 2, (3840, 2160))
+    av_video(tmp / "rotated.mp4", [0, 100, 200], size=(64, 48), rotation=90)
+    av_video(tmp / "vfr.mp4", VFR_MS)
+    rows = [[video, "IX-1p LIKE", "train", start, end] for video, start, end in VIDEO_ROWS.values()]
+    table = write_rows(tmp / "corpus.csv", ["video", "glosses", "split", "start", "end"], rows)
+    manifest, skipped, summary = import_corpus("csv", {"table": str(table)}, tmp / "corpus")
+    (tmp / "corpus" / manifest.loc["damaged_later", "video"]).write_bytes(b"")
+    report = extract.extract_track("mediapipe", tmp / "corpus", tmp / "tracks", backend="holistic", workers=1)
+    lines = {name: f"corpus.csv:{k + 2}" for k, name in enumerate(VIDEO_ROWS)}
+    return manifest, {n: skipped.get(line) for n, line in lines.items()}, summary, tmp, report
+
+
+def assert_good_videos_through(video_import) -> None:
+    """The well-formed videos are imported and extracted, and nothing half-written is left."""
+    from pipeline.store import FrameStore
+
+    manifest, _, _, tmp, report = video_import
+    assert_good_imported(manifest, tmp / "corpus")
+    store = FrameStore(tmp / "tracks/mediapipe.zarr")
+    for utt in GOOD:
+        assert store.read(utt, "mask").shape == (10,)
+    assert [s["utt_id"] for s in report["skipped"]] == ["damaged_later"]
+    assert_nothing_partial(tmp / "corpus")
+    assert not list((tmp / "tracks").glob("*.parts")) and not list((tmp / "tracks").glob("*.partial"))
+
+
+CANNOT_OPEN = (
+    "`corpus.csv:<line>` in `skipped.csv`: `unreadable video: <video>: cannot open video (corrupt or unsupported)`"
+)
+
+
+def _unreadable(tmp: Path, name: str) -> str:
+    return f"unreadable video: {tmp / name}: cannot open video (corrupt or unsupported)"
+
+
+@pytest.mark.bad_input(
+    case="zero-byte video",
+    sees=CANNOT_OPEN,
+    kept="every other video imported and extracted; no clip written for it",
+)
+def test_a_zero_byte_video_is_skipped(video_import):
+    manifest, skipped, _, tmp, _ = video_import
+    assert skipped["zero_byte"] == _unreadable(tmp, "zero_byte.mp4") and "zero_byte" not in manifest.index
+    assert not list((tmp / "corpus/videos").glob("zero_byte*"))
+    assert_good_videos_through(video_import)
+
+
+@pytest.mark.bad_input(
+    case="truncated video (its index cut off)",
+    sees=CANNOT_OPEN,
+    kept="every other video imported and extracted; no clip written for it",
+)
+def test_a_truncated_video_is_skipped(video_import):
+    manifest, skipped, _, tmp, _ = video_import
+    assert skipped["truncated"] == _unreadable(tmp, "truncated.mp4") and "truncated" not in manifest.index
+    assert_good_videos_through(video_import)
+
+
+@pytest.mark.bad_input(
+    case="truncated streamable video (index first, frames cut off: a download cut short)",
+    sees="`corpus.csv:<line>` in `skipped.csv`: `unreadable video: <video>: truncated or damaged: 7 of the 20 "
+    "frames its container lists decode`",
+    kept="every other video imported and extracted; no clip written for it",
+)
+def test_a_truncated_streamable_video_is_skipped_not_imported_short(video_import):
+    manifest, skipped, _, tmp, _ = video_import
+    said = "truncated or damaged: 7 of the 20 frames its container lists decode"
+    assert skipped["truncated_streamable"] == f"unreadable video: {tmp / 'truncated_streamable.mp4'}: {said}"
+    assert "truncated_streamable" not in manifest.index
+    assert_good_videos_through(video_import)
+
+
+@pytest.mark.bad_input(
+    case="file that is not a video, named `.mp4`",
+    sees=CANNOT_OPEN,
+    kept="every other video imported and extracted; no clip written for it",
+)
+def test_a_file_that_is_not_a_video_is_skipped(video_import):
+    manifest, skipped, _, tmp, _ = video_import
+    assert skipped["not_a_video"] == _unreadable(tmp, "not_a_video.mp4") and "not_a_video" not in manifest.index
+    assert_good_videos_through(video_import)
+
+
+@pytest.mark.bad_input(
+    case="video with zero frames (a container with a video stream and no frame)",
+    sees=CANNOT_OPEN,
+    kept="every other video imported and extracted; no clip written for it",
+)
+def test_a_video_of_zero_frames_is_skipped(video_import):
+    manifest, skipped, _, tmp, _ = video_import
+    assert skipped["zero_frames"] == _unreadable(tmp, "zero_frames.mp4") and "zero_frames" not in manifest.index
+    assert_good_videos_through(video_import)
+
+
+@pytest.mark.bad_input(
+    case="video named in the table but not there",
+    sees="`corpus.csv:<line>` in `skipped.csv`: `missing video: <video>: no such video`",
+    kept="every other video imported and extracted",
+)
+def test_a_missing_video_is_skipped(video_import):
+    _, skipped, summary, tmp, _ = video_import
+    assert skipped["missing"] == f"missing video: {tmp / 'gone.mp4'}: no such video"
+    assert summary["skipped_by_reason"]["missing video"] == 1
+    assert_good_videos_through(video_import)
+
+
+@pytest.mark.bad_input(
+    case="start / end outside the video",
+    sees="`corpus.csv:<line>` in `skipped.csv`: `times outside the video: <video>: the span 5-9 seconds (frames 50 "
+    "to 90) is outside the video, which ends before frame 50 at 10 fps`",
+    kept="every other video imported and extracted; no clip written for it",
+)
+def test_times_outside_the_video_are_skipped(video_import):
+    _, skipped, _, tmp, _ = video_import
+    said = "the span 5-9 seconds (frames 50 to 90) is outside the video, which ends before frame 50 at 10 fps"
+    assert skipped["outside"] == f"times outside the video: {tmp / 'good1.mp4'}: {said}"
+    assert_good_videos_through(video_import)
+
+
+@pytest.mark.bad_input(
+    case="video emptied or damaged after `prepare` (a disk error, an interrupted copy)",
+    sees='`extract` reports `1 skipped`; `metrics/extract/<track>.json` `skipped`: `{utt_id, reason: "VideoError: '
+    '<video>: cannot open video (corrupt or unsupported)"}`',
+    kept="every other utterance extracted; the skipped one all masked in the track store (so `fuse` and training run)",
+)
+def test_a_video_damaged_after_prepare_is_a_recorded_skip_in_extract(video_import):
+    from pipeline.store import FrameStore
+
+    manifest, _, _, tmp, report = video_import
+    video = tmp / "corpus" / manifest.loc["damaged_later", "video"]
+    reason = f"VideoError: {video}: cannot open video (corrupt or unsupported)"
+    assert report["skipped"] == [{"utt_id": "damaged_later", "reason": reason}]
+    store = FrameStore(tmp / "tracks/mediapipe.zarr")
+    assert store.attrs["skipped"] == report["skipped"] and not store.read("damaged_later", "mask").any()
+    assert store.read("damaged_later", "mask").shape == (10,)
+    assert_good_videos_through(video_import)
+
+
+@pytest.mark.bad_input(
+    case="grayscale video",
+    sees="nothing: imported and extracted like a colour one",
+    kept="the video as it is; every reader decodes it to 3-channel RGB",
+)
+def test_a_grayscale_video_is_read_as_rgb(video_import):
+    from pipeline.video import FrameSpec, read_video
+
+    manifest, skipped, _, tmp, report = video_import
+    assert skipped["gray"] is None and manifest.loc["gray", ["n_frames", "width", "height"]].tolist() == [5, 48, 48]
+    frames = read_video(tmp / "corpus" / manifest.loc["gray", "video"], FrameSpec(size=16))
+    assert frames.shape == (5, 16, 16, 3) and (frames[..., 0] == frames[..., 2]).all()
+    assert "gray" not in {s["utt_id"] for s in report["skipped"]}
+    assert_good_videos_through(video_import)
+
+
+@pytest.mark.bad_input(
+    case="4K video (3840 x 2160)",
+    sees="nothing: imported and extracted like any other",
+    kept="the video as it is (manifest width 3840, height 2160); each reader scales its frames down",
+)
+def test_a_4k_video_is_imported_and_extracted(video_import):
+    from pipeline.store import FrameStore
+    from pipeline.video import FrameSpec, read_video
+
+    manifest, skipped, _, tmp, report = video_import
+    assert skipped["uhd"] is None
+    assert manifest.loc["uhd", ["n_frames", "width", "height"]].tolist() == [2, 3840, 2160]
+    assert read_video(tmp / "corpus" / manifest.loc["uhd", "video"], FrameSpec(size=32)).shape == (2, 32, 32, 3)
+    assert FrameStore(tmp / "tracks/mediapipe.zarr").read("uhd", "mask").shape == (2,)
+    assert "uhd" not in {s["utt_id"] for s in report["skipped"]}
+    assert_good_videos_through(video_import)
+
+
+@pytest.mark.bad_input(
+    case="video with a rotation flag (a phone's portrait video)",
+    sees="nothing: imported and extracted upright, as a player shows it",
+    kept="the video as it is (its flag too); the manifest's width and height are the upright frame's, and every "
+    "reader (extract, Stage II, recognize) decodes it upright",
+)
+def test_a_rotated_video_is_read_upright(video_import):
+    from pipeline.videoio import read_frames
+
+    manifest, skipped, _, tmp, report = video_import
+    assert skipped["rotated"] is None
+    assert manifest.loc["rotated", ["n_frames", "width", "height"]].tolist() == [3, 48, 64]  # stored 64 x 48
+    frame = read_frames(tmp / "corpus" / manifest.loc["rotated", "video"])[0].astype(int)
+    upright = np.rot90(quarter_frame(64, 48), 1)  # the flag says: turn 90 degrees anticlockwise to show
+    assert frame.shape == upright.shape and np.abs(frame - upright).mean() < 8
+    assert "rotated" not in {s["utt_id"] for s in report["skipped"]}
+    assert_good_videos_through(video_import)
+
+
+@pytest.mark.bad_input(
+    case="video with a variable frame rate, imported whole",
+    sees="nothing: imported whole; the manifest's fps is its average rate (6.25)",
+    kept="the video as it is, every frame in order (frame numbers are what every later stage uses)",
+)
+def test_a_variable_frame_rate_video_is_imported_whole(video_import):
+    manifest, skipped, _, _, report = video_import
+    assert skipped["vfr"] is None and manifest.loc["vfr", ["n_frames", "fps"]].tolist() == [10, 6.25]
+    assert "vfr" not in {s["utt_id"] for s in report["skipped"]}
+    assert_good_videos_through(video_import)
