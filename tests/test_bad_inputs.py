@@ -809,3 +809,18 @@ def test_a_variable_frame_rate_video_is_imported_whole(video_import):
     assert skipped["vfr"] is None and manifest.loc["vfr", ["n_frames", "fps"]].tolist() == [10, 6.25]
     assert "vfr" not in {s["utt_id"] for s in report["skipped"]}
     assert_good_videos_through(video_import)
+
+
+@pytest.mark.bad_input(
+    case="video with a variable frame rate, cut by start / end in seconds",
+    sees="`corpus.csv:<line>` in `skipped.csv`: `variable frame rate: <video>: frame 2 is at 0.150 s, not at 0.320 s "
+    "as at its 6.25 fps: ... re-encode it at a constant frame rate (ffmpeg -i IN -fps_mode cfr OUT)`",
+    kept="every other video imported; no clip written for it (it would have held the wrong frames)",
+)
+def test_a_variable_frame_rate_video_is_not_cut_by_seconds(video_import):
+    manifest, skipped, summary, tmp, _ = video_import
+    said = f"variable frame rate: {tmp / 'vfr.mp4'}: frame 2 is at 0.150 s, not at 0.320 s as at its 6.25 fps"
+    assert skipped["vfr_span"].startswith(said)
+    assert skipped["vfr_span"].endswith("re-encode it at a constant frame rate (ffmpeg -i IN -fps_mode cfr OUT)")
+    assert "vfr-2" not in manifest.index and summary["skipped_by_reason"]["variable frame rate"] == 1
+    assert_good_videos_through(video_import)

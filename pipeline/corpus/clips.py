@@ -3,9 +3,10 @@
 A source video's own frame rate is the time base: a span in seconds (SignStream, a CSV's start / end) becomes the
 frames `round(start * fps)` to `round(end * fps)` (end exclusive) of that video; a span in frames (WLASL) is taken
 as it is. A span reaching outside the video is an error (its times belong to another video or another frame rate),
-never silently clipped. A clip spanning the whole video is the video file itself, copied (no re-encoding); a cut
-clip is re-encoded frame by frame (OpenCV, MPEG-4 Part 2 as the synthetic corpus writes), at the source's frame rate
-and size.
+never silently clipped; so is a span in seconds of a video whose frames up to the span's end are not where its frame
+rate puts them (more than half a frame off: a variable frame rate), where frame numbers are not times. A clip
+spanning the whole video is the video file itself, copied (no re-encoding); a cut clip is re-encoded frame by frame
+(OpenCV, MPEG-4 Part 2 as the synthetic corpus writes), at the source's frame rate and size.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ class MissingVideoError(VideoError):
 
 class SpanError(ValueError):
     """A clip's span reaches outside its video, or is empty."""
+
+
+class VariableFrameRateError(VideoError):
+    """A span in seconds of a video whose frames are not evenly spaced in time: its frame numbers are not its times."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,10 @@ def cut_clip(src: Path, dst: Path, span: Span) -> ClipInfo:
             raise SpanError(f"{src}: the span {_said(span)} is empty or negative")
         tmp = dst.with_name(f"{dst.stem}.partial{dst.suffix}")  # the writer picks its container by the suffix
         try:
-            info = _copy(src, tmp, fps) if span.whole else _cut(cap, tmp, fps, first, stop)
+            if span.whole:
+                info = _copy(src, tmp, fps)
+            else:
+                info = _cut(cap, tmp, fps, first, stop, src if span.unit == "second" else None)
             _check_span(src, span, first, stop, info)
             os.replace(tmp, dst)
         finally:
@@ -93,30 +101,49 @@ def _copy(src: Path, tmp: Path, fps: float) -> ClipInfo:
     return ClipInfo(n, fps, width, height)
 
 
-def _cut(cap: cv2.VideoCapture, tmp: Path, fps: float, first: int, stop: int | None) -> ClipInfo:
-    """Frames [first, stop) decoded in order (seeking is not frame-accurate in every container) and re-encoded."""
+def _cut(cap: cv2.VideoCapture, tmp: Path, fps: float, first: int, stop: int | None, timed: Path | None) -> ClipInfo:
+    """Frames [first, stop) decoded in order (seeking is not frame-accurate in every container) and re-encoded.
+    `timed` (the source, for a span in seconds): each frame up to `stop` must be where `fps` puts it in time."""
     writer, n, i, size = None, 0, 0, (0, 0)
     try:
         while stop is None or i < stop:
             if i < first:
-                ok = cap.grab()
+                ok, frame = cap.grab(), None
             else:
                 ok, frame = cap.read()
-                if ok:
-                    if writer is None:
-                        size = (frame.shape[1], frame.shape[0])
-                        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size, True)
-                        if not writer.isOpened():
-                            raise OSError(f"{tmp}: OpenCV cannot write an MPEG-4 video here")
-                    writer.write(frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
-                    n += 1
             if not ok:
                 break
+            if timed is not None:
+                timed = _check_time(cap, timed, i, fps)
+            if frame is not None:
+                if writer is None:
+                    size = (frame.shape[1], frame.shape[0])
+                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size, True)
+                    if not writer.isOpened():
+                        raise OSError(f"{tmp}: OpenCV cannot write an MPEG-4 video here")
+                writer.write(frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+                n += 1
             i += 1
     finally:
         if writer is not None:
             writer.release()
     return ClipInfo(n, fps, *size) if n else ClipInfo(0, fps, 0, 0)
+
+
+def _check_time(cap: cv2.VideoCapture, src: Path, i: int, fps: float) -> Path | None:
+    """Refuse frame i (just decoded) more than half a frame from i / fps: the frame rate varies, so the span's
+    seconds are not its frame numbers. Returns `src`, or None when the video has no timestamps to check (every
+    frame past the first at 0 s): nothing more to check then."""
+    t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+    if i > 0 and t == 0:
+        return None
+    if abs(t - i / fps) > 0.5 / fps:
+        raise VariableFrameRateError(
+            f"{src}: frame {i} is at {t:.3f} s, not at {i / fps:.3f} s as at its {fps:g} fps: its frame rate varies, "
+            "so a span in seconds is not a span of its frames; re-encode it at a constant frame rate "
+            "(ffmpeg -i IN -fps_mode cfr OUT)"
+        )
+    return src
 
 
 def _check_span(src: Path, span: Span, first: int, stop: int | None, info: ClipInfo) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.corpus import manifest
-from pipeline.corpus.clips import MissingVideoError, Span, SpanError, cut_clip
+from pipeline.corpus.clips import MissingVideoError, Span, SpanError, VariableFrameRateError, cut_clip
 from pipeline.corpus.sources import CorpusConfig
 from pipeline.videoio import VideoError
 from pipeline.vocab import SPECIAL_TOKENS, Vocab
@@ -202,7 +202,7 @@ def _media_rows(
 def skip_kind(err: Exception) -> str:
     """The reason an entry's media could not be brought in, in the words the skip report counts."""
     for kind, cls in (("missing video", MissingVideoError), ("times outside the video", SpanError),
-                      ("unreadable video", VideoError)):  # fmt: skip
+                      ("variable frame rate", VariableFrameRateError), ("unreadable video", VideoError)):  # fmt: skip
         if isinstance(err, cls):
             return kind
     return "missing file" if isinstance(err, FileNotFoundError) else "unreadable file"
