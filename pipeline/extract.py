@@ -11,12 +11,15 @@ finished utterances. An utterance whose input cannot be read is recorded as a sk
 from __future__ import annotations
 
 import argparse
+import ctypes
 import hashlib
 import importlib
 import json
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ from extractors.base import TrackFrames
 from extractors.registry import Backend
 from extractors.runtime import BackendSetupError
 from pipeline.corpus.manifest import read_manifest
+from pipeline.hashing import sha256_files
 from pipeline.params import load_params, write_metrics
 from pipeline.store import FrameStore, FrameStoreWriter
 
@@ -56,14 +60,40 @@ _BACKEND: Backend | None = None
 def _init(job: Job, opened: Backend | None = None) -> None:
     """Open the worker's backend (or use `opened`, the stage process's own, when the work runs in-process)."""
     global _BACKEND
+    if opened is None:
+        _die_with_parent()
     if opened is None:  # a pool worker: the pool already uses every core, so each backend runs single-threaded
         os.environ.setdefault("SIGNX_BACKEND_THREADS", "1")
     importlib.import_module(job.module)
     _BACKEND = opened or registry.lookup(job.track, job.backend)(job.options, Path(job.corpus_dir), job.seed)
 
 
-def _run_batch(batch: tuple[int, list[dict]]) -> tuple[int, list[tuple[str, TrackFrames | None, str]]]:
+def _die_with_parent() -> None:
+    """A pool worker is killed with the stage process (Linux), so that a killed stage leaves no worker behind,
+    blocked on a pipe nobody reads."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
+
+
+def _inputs_hash(corpus_dir: Path, rows: list[dict]) -> str:
+    """What a batch was extracted from: its manifest rows and the bytes of the files they name (video, .pose). A
+    finished batch is reused on resume only if this is unchanged (a video replaced or re-rendered is redone)."""
+    h = hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode())
+    for row in rows:
+        for column in ("video", "pose"):
+            path = corpus_dir / str(row.get(column) or "")
+            if row.get(column) and path.is_file():
+                h.update(sha256_files([path]).encode())
+            else:
+                h.update(b"-")
+    return h.hexdigest()
+
+
+def _run_batch(batch: tuple[int, list[dict]]) -> tuple[int, list[tuple[str, TrackFrames | None, str]], str]:
     start, rows = batch
+    inputs = _inputs_hash(_BACKEND.corpus_dir, rows)  # before reading them: a file changed meanwhile is redone
     out = []
     for k, row in enumerate(rows):
         try:
@@ -73,17 +103,20 @@ def _run_batch(batch: tuple[int, list[dict]]) -> tuple[int, list[tuple[str, Trac
             out.append((row["utt_id"], frames, ""))
         except (OSError, ValueError, RuntimeError) as err:  # unreadable, corrupt or empty input: skip, keep going
             out.append((row["utt_id"], None, f"{type(err).__name__}: {err}"))
-    return start, out
+    return start, out, inputs
 
 
-def _fingerprint(track: str, backend: str, seed: int, manifest: pd.DataFrame, params: dict) -> str:
+def _fingerprint(track: str, backend: str, seed: int, corpus_dir: Path, manifest: pd.DataFrame, params: dict) -> str:
+    """The run's settings and corpus (its manifest, every column, and the corpus params); each batch's own input
+    files are checked separately (`_inputs_hash`)."""
     h = hashlib.sha256(json.dumps([track, backend, seed, params], sort_keys=True, default=str).encode())
-    inputs = ["utt_id", "n_frames", "video"] + (["pose"] if (manifest["pose"] != "").any() else [])
-    h.update(pd.util.hash_pandas_object(manifest[inputs], index=False).values.tobytes())
+    h.update(pd.util.hash_pandas_object(manifest, index=False).values.tobytes())
+    if (corpus_dir / "config.json").is_file():
+        h.update((corpus_dir / "config.json").read_bytes())
     return h.hexdigest()[:16]
 
 
-def _save_batch(parts: Path, start: int, results: list) -> None:
+def _save_batch(parts: Path, start: int, results: list, inputs: str) -> None:
     ids = [u for u, _, _ in results]
     vals = [f.values if f is not None else np.zeros((0, 0), np.float32) for _, f, _ in results]
     masks = [f.mask if f is not None else np.zeros(0, bool) for _, f, _ in results]
@@ -91,6 +124,7 @@ def _save_batch(parts: Path, start: int, results: list) -> None:
     np.savez(
         tmp,
         ids=np.array(ids),
+        inputs=np.array(inputs),
         errors=np.array([e for _, _, e in results]),
         lengths=np.array([len(v) for v in vals]),
         values=np.concatenate([v for v in vals if v.size] or [np.zeros((0, 1), np.float32)]),
@@ -99,8 +133,19 @@ def _save_batch(parts: Path, start: int, results: list) -> None:
     os.replace(tmp, parts / f"batch_{start:07d}.npz")
 
 
+def _finished(path: Path, corpus_dir: Path, rows: list[dict]) -> bool:
+    """Whether a saved batch is there and was extracted from the inputs its rows name today."""
+    if not path.exists():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return "inputs" in z.files and str(z["inputs"]) == _inputs_hash(corpus_dir, rows)
+    except (OSError, ValueError, KeyError):  # a damaged part: redone
+        return False
+
+
 def _load_batch(path: Path, dims: int) -> list[tuple[str, TrackFrames | None, str]]:
-    with np.load(path) as z:
+    with np.load(path, allow_pickle=False) as z:
         ids, errors, lengths = z["ids"].tolist(), z["errors"].tolist(), z["lengths"]
         values, mask = z["values"], z["mask"]
     out, pos = [], 0
@@ -128,12 +173,13 @@ def extract_track(
     options = registry.backend_options(track, cls, options or {})
     opened = cls(options, corpus_dir, int(seed))  # fails here, once, on a bad option or a missing model
     ran = {"backend": cls.name, "backend_version": opened.version(), "weights_sha256": opened.weights_hash()}
-    fingerprint = _fingerprint(track, cls.name, seed, manifest, {**options, "weights": ran["weights_sha256"]})
+    settings = {**options, "weights": ran["weights_sha256"]}
+    fingerprint = _fingerprint(track, cls.name, seed, corpus_dir, manifest, settings)
     parts = _parts_folder(out_dir / f"{track}.zarr.parts", fingerprint)
     rows = manifest.to_dict("records")
     size = max(1, min(BATCH, -(-len(rows) // 64)))  # >= 64 batches to share out; depends on the corpus only
     batches = [(s, rows[s : s + size]) for s in range(0, len(rows), size)]
-    todo = [b for b in batches if not (parts / f"batch_{b[0]:07d}.npz").exists()]
+    todo = [b for b in batches if not _finished(parts / f"batch_{b[0]:07d}.npz", corpus_dir, b[1])]
     job = Job(track, cls.name, cls.__module__, str(corpus_dir), int(seed), options)
     _run_batches(job, todo, parts, len(rows), workers, opened)
     attrs = {"fps": float(manifest["fps"].iloc[0]), "fingerprint": fingerprint}
@@ -187,8 +233,8 @@ def _run_batches(job: Job, todo: list, parts: Path, n_rows: int, workers: int | 
                 initargs=(job,),
             )
             results = pool.map(_run_batch, todo)
-        for start, res in results:
-            _save_batch(parts, start, res)
+        for start, res, inputs in results:
+            _save_batch(parts, start, res, inputs)
             bar.update(len(res))
     finally:
         bar.close()

@@ -40,3 +40,96 @@ def test_killed_training_resumes_with_the_uninterrupted_curves(features, tmp_pat
     wer = (live / "plots/metrics/val/wer.tsv").read_text().splitlines()
     assert [line.split("\t")[0] for line in wer] == ["step", "0", "1"]
     assert _curves(live) == _curves(tmp_path / "live_whole")
+
+
+def _four_utterances(small_corpus, tmp_path: Path) -> Path:
+    """A copy of the small corpus cut to four utterances (real videos, for a backend that reads them)."""
+    from pipeline.corpus.manifest import read_manifest
+
+    _, corpus, _ = small_corpus
+    out = tmp_path / "corpus"
+    shutil.copytree(corpus, out, ignore=shutil.ignore_patterns("skeleton.zarr"))
+    read_manifest(out).iloc[:4].to_parquet(out / "manifest.parquet", index=False)
+    return out
+
+
+def test_resumed_extraction_redoes_a_batch_whose_video_changed(small_corpus, tmp_path, monkeypatch):
+    """Killed while one video was empty (recorded as a skip), the video restored, rerun: the utterance is extracted
+    from the restored video, and the store equals an uninterrupted run's (finished batches are reused only when
+    their input files are unchanged)."""
+    from pipeline import extract
+    from pipeline.store import FrameStore
+
+    corpus = _four_utterances(small_corpus, tmp_path)
+    whole = extract.extract_track("mediapipe", corpus, tmp_path / "whole", backend="holistic", workers=1)
+    assert whole["skipped"] == [] and whole["resumed_batches"] == 0
+    video = corpus / extract.read_manifest(corpus)["video"].iloc[0]
+    saved = video.read_bytes()
+    video.write_bytes(b"")
+    real_save, saves = extract._save_batch, []
+
+    def killed_after_two(*args):
+        real_save(*args)
+        saves.append(args[1])
+        if len(saves) == 2:
+            raise KeyboardInterrupt  # the stage killed with two batches on disk, one of them the empty video's
+
+    monkeypatch.setattr(extract, "_save_batch", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        extract.extract_track("mediapipe", corpus, tmp_path / "out", backend="holistic", workers=1)
+    monkeypatch.setattr(extract, "_save_batch", real_save)
+    video.write_bytes(saved)
+    resumed = extract.extract_track("mediapipe", corpus, tmp_path / "out", backend="holistic", workers=1)
+    assert resumed["skipped"] == [] and resumed["resumed_batches"] == 1  # the empty video's batch was redone
+    a, b = FrameStore(tmp_path / "whole/mediapipe.zarr"), FrameStore(tmp_path / "out/mediapipe.zarr")
+    for name in ("values", "mask"):
+        assert a.read_all(name).tobytes() == b.read_all(name).tobytes()
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is `pid` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_killed_extraction_leaves_no_worker_processes(small_corpus, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, corpus, _ = small_corpus
+    (tmp_path / "params.yaml").write_text("seed: 1\ndwpose:\n  backend: simulated\n")
+    env = dict(os.environ, SIGNX_WORKERS="2", PYTHONPATH=str(Path(__file__).parents[1]))
+    stage = subprocess.Popen([sys.executable, "-m", "pipeline.extract", "dwpose", "--corpus", str(corpus), "--out",
+                              str(tmp_path / "tracks")], cwd=tmp_path, env=env, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline, workers = time.monotonic() + 120, []
+    while len(workers) < 2 and time.monotonic() < deadline and stage.poll() is None:
+        workers = _children(stage.pid)  # the pool's workers (and the resource tracker) once started
+        time.sleep(0.05)
+    assert len(workers) >= 2, "the stage finished or never started its pool"
+    stage.send_signal(signal.SIGKILL)
+    stage.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [w for w in workers if _alive(w)]
+    for w in left:
+        os.kill(w, signal.SIGKILL)
+    assert left == []
