@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+
+def set_training_threads() -> int:
+    """Every core for a training stage, unless OMP_NUM_THREADS says fewer (a machine shared with other jobs,
+    where more threads than free cores make every step many times slower)."""
+    n = int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -25,7 +25,7 @@ from pipeline import scoring
 from pipeline import training as training_module
 from pipeline.data import Utterance, augment, bucket_batches, collate, feature_layout, input_spec, load_split
 from pipeline.decoding import validation_decode
-from pipeline.devices import autocast, resolve_device
+from pipeline.devices import autocast, resolve_device, set_training_threads
 from pipeline.nets import losses as losses_module
 from pipeline.nets import pose2gloss as pose2gloss_net
 from pipeline.nets.losses import (
@@ -157,7 +157,7 @@ def train(
     finishing (a simulated kill, for the resume tests). The run lives in `work_dir` (default: `out_dir`), outside
     the stage's DVC output, which DVC deletes before rerunning a stage (`training.TrainingRun`)."""
     device = resolve_device(cfg.device)
-    torch.set_num_threads(os.cpu_count() or 1)
+    set_training_threads()
     vocab = Vocab.load(Path(corpus) / "vocab.json")
     model_cfg.vocab_size = len(vocab)
     layout = feature_layout(features)

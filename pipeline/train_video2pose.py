@@ -31,7 +31,7 @@ from pipeline.checkpoints import model_paths, write_not_trained
 from pipeline.corpus.manifest import has_videos
 from pipeline.data import bucket_batches
 from pipeline.decoding import validation_decode
-from pipeline.devices import autocast, resolve_device, video_attention
+from pipeline.devices import autocast, resolve_device, set_training_threads, video_attention
 from pipeline.hashing import sha256_files
 from pipeline.nets import video2pose as video2pose_net
 from pipeline.nets.losses import ctc_loss, distillation_loss, reconstruction_loss, text_loss
@@ -188,7 +188,7 @@ def train(
     `out_dir`. `max_steps` stops early without finishing (the resume tests); the run lives in `work_dir`
     (`training.TrainingRun`), as in `train_pose2gloss.train`."""
     device = resolve_device(cfg.device)
-    torch.set_num_threads(os.cpu_count() or 1)
+    set_training_threads()
     vocab = Vocab.load(Path(corpus) / "vocab.json")
     p2g = freeze(Pose2Gloss.from_checkpoint(pose2gloss, device))
     if "ctc" in active_losses(cfg.losses, cfg.weights) and not p2g.ctc_trained:
