@@ -51,7 +51,7 @@ from pipeline.recognition import decode_config, nbest, pose2gloss_memory
 from pipeline.video import read_video
 from pipeline.video2gloss import Video2Gloss
 from pipeline.videoio import probe_video
-from pipeline.vocab import EOS, Vocab
+from pipeline.vocab import EOS, SPECIAL_TOKENS, Vocab
 
 POSE_SUFFIXES = (".pose",)
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -95,9 +95,13 @@ def load_stage1(path: str | Path, device: torch.device) -> tuple[Pose2Gloss, Voc
             "(trained before they were kept with it): retrain it (dvc repro train_pose2gloss)"
         )
     vocab = Vocab(tuple(spec["vocab"]))
-    if tuple(model.cfg.track_dims) != FUSED.dims or len(vocab) != model.cfg.vocab_size:
-        raise RecognizeError(f"{path}: its layout ({list(model.cfg.track_dims)}) or vocabulary does not match "
-                             f"this signx ({list(FUSED.dims)})")  # fmt: skip
+    if tuple(model.cfg.track_dims) != FUSED.dims:
+        raise RecognizeError(f"{path}: it reads the feature layout {list(model.cfg.track_dims)}, not this signx's "
+                             f"{list(FUSED.dims)}")  # fmt: skip
+    if len(vocab) != model.cfg.vocab_size:
+        raise RecognizeError(f"{path}: its vocabulary lists {len(vocab.glosses)} glosses and its weights score "
+                             f"{model.cfg.vocab_size - len(SPECIAL_TOKENS)}: its .json and .safetensors are not one "
+                             "model")  # fmt: skip
     norm = (np.asarray(spec["norm_mean"], np.float32), np.asarray(spec["norm_std"], np.float32))
     return model, vocab, norm
 

@@ -1195,8 +1195,8 @@ def test_a_video2pose_of_another_stage_one_is_refused(models, recognized, tmp_pa
 
 @pytest.mark.bad_input(
     case="Stage I model whose vocabulary is not the one its weights were trained for (another corpus' list)",
-    sees="`recognize: <model>: its layout ([165, 384, 258, 576, 576]) or vocabulary does not match this signx "
-    "([165, 384, 258, 576, 576])` (exit 1)",
+    sees="`recognize: <model>: its vocabulary lists 2 glosses and its weights score 3: its .json and .safetensors "
+    "are not one model` (exit 1)",
     kept="nothing read: no input is opened",
 )
 def test_a_stage_one_model_of_another_vocabulary_is_refused(models, recognized, tmp_path):
@@ -1205,8 +1205,7 @@ def test_a_stage_one_model_of_another_vocabulary_is_refused(models, recognized, 
                        lambda c: c["input_spec"].update(vocab=["IX-1p", "LIKE"]))  # fmt: skip
     code, lines = recognize_cli(models, str(inputs / "good.pose"), pose2gloss=other)
     assert lines == []  # no input read
-    dims = "[165, 384, 258, 576, 576]"
-    said = f"its layout ({dims}) or vocabulary does not match this signx ({dims})"
+    said = "its vocabulary lists 2 glosses and its weights score 3: its .json and .safetensors are not one model"
     assert code == f"recognize: {other}: {said}"
 
 
