@@ -39,6 +39,13 @@ def test_the_payload_is_live_when_unpickled(tmp_path):
     assert marker.exists()
 
 
+@pytest.mark.bad_input(
+    case="pickled model file (`best.pt`, or a pickle renamed `best.safetensors`)",
+    sees="`<model>.pt: signx loads published models only from <name>.safetensors + <name>.json, which cannot run "
+    "code; it never unpickles a .pt file (a pickle can run any code when loaded)`; renamed: `<model>: not a readable "
+    "safetensors model (...)`",
+    kept="nothing: the file is never unpickled, its payload never runs (every loader: Stage I, Video2Pose, weights)",
+)
 @pytest.mark.parametrize("loader", [Pose2Gloss.from_checkpoint, Video2Pose.from_checkpoint, load_model])
 def test_every_model_loader_refuses_a_pickle_and_runs_nothing(tmp_path, loader):
     marker = tmp_path / "pwned"
@@ -54,6 +61,11 @@ def test_every_model_loader_refuses_a_pickle_and_runs_nothing(tmp_path, loader):
     assert not marker.exists()
 
 
+@pytest.mark.bad_input(
+    case="pickled training resume state (`models/.work/<stage>/last.pt` replaced by a pickle that runs code)",
+    sees="`<stage>: <work>/last.pt cannot be read safely (UnpicklingError); starting afresh`",
+    kept="nothing of it: the file is never unpickled (its payload never runs) and training starts afresh",
+)
 def test_a_pickled_last_pt_is_not_resumed_and_runs_nothing(tmp_path, capsys):
     marker = tmp_path / "pwned"
     work = tmp_path / "work"
@@ -63,7 +75,8 @@ def test_a_pickled_last_pt_is_not_resumed_and_runs_nothing(tmp_path, capsys):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     run = TrainingRun("t", work, tmp_path / "out", "fp", 10, 0, model=model, optimizer=opt, lr_scheduler=sched)
-    assert run.step_count == 0 and "starting afresh" in capsys.readouterr().out
+    said = f"t: {work / 'last.pt'} cannot be read safely (UnpicklingError); starting afresh"
+    assert run.step_count == 0 and said in capsys.readouterr().out.splitlines()
     assert not marker.exists() and not (work / "last.pt").exists()
 
 

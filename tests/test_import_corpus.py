@@ -226,14 +226,22 @@ def test_vocabulary_by_frequency_and_oov_entries_skipped(tmp_path):
     ]
 
 
+@pytest.mark.bad_input(
+    case="corpus of which no entry can be imported",
+    sees="`prepare` stops: `no entry of the corpus could be imported (1 skipped; the first: [('bad.csv:2', 'missing "
+    "video: <video>: no such video')])` (under a Python traceback today)",
+    kept="the previous corpus, untouched",
+)
 def test_nothing_importable_is_an_error_and_leaves_the_previous_corpus(tmp_path):
     make_video(tmp_path / "v.mp4", 5)
     table = write_table(tmp_path / "ok.csv", ["video", "glosses", "split"], [["v.mp4", "A", "train"]])
     build(tmp_path, "csv", {"table": str(table)})
     before = (tmp_path / "corpus" / "manifest.parquet").read_bytes()
     bad = write_table(tmp_path / "bad.csv", ["video", "glosses", "split"], [["gone.mp4", "A", "train"]])
-    with pytest.raises(ValueError, match="no entry of the corpus could be imported"):
+    with pytest.raises(ValueError) as err:
         build(tmp_path, "csv", {"table": str(bad)})
+    first = f"[('bad.csv:2', 'missing video: {tmp_path / 'gone.mp4'}: no such video')]"
+    assert str(err.value) == f"no entry of the corpus could be imported (1 skipped; the first: {first})"
     assert (tmp_path / "corpus" / "manifest.parquet").read_bytes() == before
 
 
