@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,6 @@ from pipeline.devices import autocast, resolve_device, set_training_threads
 from pipeline.nets import losses as losses_module
 from pipeline.nets import pose2gloss as pose2gloss_net
 from pipeline.nets.losses import (
-    LOSS_NAMES,
     LossWeighting,
     contrastive_loss,
     ctc_loss,
@@ -41,42 +39,9 @@ from pipeline.nets.losses import (
 )
 from pipeline.nets.pose2gloss import Pose2Gloss, Pose2GlossConfig, make_schedulers, shift_right, snr
 from pipeline.params import load_params, write_metrics
-from pipeline.training import TrainingRun, active_losses, optimiser, run_fingerprint, split_params, stage_parser
+from pipeline.pose2gloss_config import TrainConfig, configs_from_params
+from pipeline.training import TrainingRun, active_losses, optimiser, run_fingerprint, stage_parser
 from pipeline.vocab import PAD, Vocab
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation and loss settings (Table 2 names); the model's sizes and switches are `Pose2GlossConfig`."""
-
-    epochs: int = 40
-    batch_size: int = 16
-    grad_accum: int = 1
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_frac: float = 0.05  # Table 2: dynamic, 2-10 % of the steps
-    min_lr_ratio: float = 0.05
-    clip: float = 7.0
-    label_smoothing: float = 0.1
-    teacher_forcing: tuple[float, float] = (0.5, 0.0)  # ratio of gold decoder inputs, start -> end
-    noise_weight: tuple[float, float] = (1.0, 0.0)  # weight of L_noise, start -> end
-    weights: dict = field(
-        default_factory=lambda: {"text": 1.0, "word": 1.0, "ngram": 0.6, "contrast": 1.0, "ctc": 1.0}
-    )  # Table 2, plus the auxiliary CTC loss (ours)
-    losses: dict = field(default_factory=lambda: {k: True for k in LOSS_NAMES})
-    learnable_weights: bool = True
-    contrast_tau: float = 0.07
-    aug_speed: tuple[float, float] = (1.0, 1.0)  # data.augment: signing-rate range
-    aug_noise: float = 0.0  # data.augment: Gaussian feature noise (normalised units)
-    aug_track_subsets: tuple[float, float] = (0.0, 0.0)  # data.augment: share of utterances trained on a random
-    # subset of their tracks, start -> end (docs/POSE2GLOSS.md, "Missing tracks")
-    tracks: tuple[str, ...] | None = None  # None: all five; else only these (single-track ablations)
-    frame_stride: int = 2
-    max_frames: int = 256
-    checkpoint_every: int = 50  # optimizer steps between `last.pt` saves
-    seed: int = 0
-    device: str = "auto"
 
 
 def _linear(schedule: tuple[float, float], progress: float) -> float:
@@ -179,7 +144,8 @@ def train(
     opt, lr_sched, total = optimiser(params, cfg, len(train_data))
     sched, _ = make_schedulers(model_cfg)
     gen = torch.Generator().manual_seed(cfg.seed)  # noise and scheduled sampling: one stream across steps
-    code = [sys.modules[__name__], pose2gloss_net, losses_module, data_module, training_module]
+    code = [sys.modules[__name__], sys.modules[TrainConfig.__module__], pose2gloss_net, losses_module, data_module,
+            training_module]  # fmt: skip
     run = TrainingRun(
         "train_pose2gloss", work_dir or out_dir, out_dir, run_fingerprint([model_cfg, cfg], code, features, corpus),
         total, cfg.seed, live_dir, max_steps, quarters=True, checkpoint_every=cfg.checkpoint_every,
@@ -202,13 +168,6 @@ def train(
                 return run.stopped()
         run.end_epoch({"val/wer": validation_wer(model, val_data, vocab, device)} if val_data else {})
     return run.finish(device)
-
-
-def configs_from_params(section: dict, seed: int) -> tuple[Pose2GlossConfig, TrainConfig]:
-    """Split the `pose2gloss` params section into the model and training configs; unknown keys are errors."""
-    internal = {"vocab_size", "track_names", "track_dims", "extra", "seed"}
-    m, t = split_params(dict(section), "pose2gloss", Pose2GlossConfig, TrainConfig, internal, LOSS_NAMES)
-    return Pose2GlossConfig(**m), TrainConfig(**t, seed=seed)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,7 @@ import multiprocessing
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,7 @@ from pipeline.nets.losses import ctc_loss, distillation_loss, reconstruction_los
 from pipeline.nets.pose2gloss import Pose2Gloss
 from pipeline.nets.video2pose import Video2Pose, Video2PoseConfig
 from pipeline.params import load_params, write_metrics
-from pipeline.training import TrainingRun, active_losses, optimiser, run_fingerprint, split_params, stage_parser
+from pipeline.training import TrainingRun, active_losses, optimiser, run_fingerprint, stage_parser
 from pipeline.video import (
     Clip,
     FrameCache,
@@ -51,37 +51,8 @@ from pipeline.video import (
     load_clips,
 )
 from pipeline.video2gloss import freeze, predicted_track_mask, stage1_outputs
+from pipeline.video2pose_config import TrainVideoConfig, configs_from_params
 from pipeline.vocab import PAD, Vocab
-
-LOSSES = ("recon", "text", "ctc", "distill")
-
-
-@dataclass
-class TrainVideoConfig:
-    """Optimisation settings (Table 2, Stage II column); the network's sizes are `Video2PoseConfig`."""
-
-    epochs: int = 30  # Table 2: 300 at paper scale
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_frac: float = 0.1
-    min_lr_ratio: float = 0.01
-    clip: float = 1.0
-    # ctc and distill are ours (docs/VIDEO2POSE.md); a loss runs when switched on with a non-zero weight
-    weights: dict = field(default_factory=lambda: {"recon": 1.0, "text": 1.0, "ctc": 1.0, "distill": 1.0})
-    losses: dict = field(default_factory=lambda: {k: True for k in LOSSES})
-    label_smoothing: float = 0.0  # Table 2: N/A for Stage II
-    aug_colour: float = 0.3  # photometric jitter strength per training clip (pipeline.video.colour_jitter); 0 = off
-    # framing jitter (pipeline.video.geometric_jitter): half the training clips shifted / scaled by up to this
-    # fraction of the frame, trained through Stage I only (their pose targets no longer match); 0 = off
-    aug_geometric: float = 0.05
-    loader_workers: int = 0  # DataLoader processes reading the frame cache (decoding happens before training)
-    decode_workers: int | None = None  # threads decoding videos into the cache; None: one per core
-    checkpoint_every: int = 50  # optimizer steps between `last.pt` saves
-    seed: int = 0
-    device: str = "auto"
 
 
 def _as_list(frames: list[np.ndarray]) -> list[np.ndarray]:  # module level: spawned loader workers pickle it
@@ -206,7 +177,8 @@ def train(
     v2p.teacher_sha256 = sha256_files([model_paths(pose2gloss)[0]])  # the Stage I it must run with
     params = [p for p in v2p.parameters() if p.requires_grad]
     opt, lr_sched, total = optimiser(params, cfg, len(train_clips))
-    code = [sys.modules[__name__], video2pose_net, video_module, training_module]
+    code = [sys.modules[__name__], sys.modules[TrainVideoConfig.__module__], video2pose_net, video_module,
+            training_module]  # fmt: skip
     fingerprint = run_fingerprint([model_cfg, cfg], code, features, corpus, files=model_paths(pose2gloss))
     run = TrainingRun(
         "train_video2pose", work_dir or out_dir, out_dir, fingerprint, total, cfg.seed, live_dir, max_steps,
@@ -265,13 +237,6 @@ def _loader(dataset: FrameDataset, todo: list[list[int]], cfg: TrainVideoConfig)
     # loader mid-epoch) would then draw different dropout masks than an uninterrupted one
     rng = torch.Generator().manual_seed(cfg.seed)
     return torch.utils.data.DataLoader(dataset, batch_sampler=todo, collate_fn=_as_list, generator=rng, **kwargs)
-
-
-def configs_from_params(section: dict, seed: int) -> tuple[Video2PoseConfig, TrainVideoConfig]:
-    """Split the `video2pose` params section into the model and training configs; unknown keys are errors."""
-    internal = {"track_dims", "extra", "seed"}
-    m, t = split_params(dict(section), "video2pose", Video2PoseConfig, TrainVideoConfig, internal, LOSSES)
-    return Video2PoseConfig(**m), TrainVideoConfig(**t, seed=seed)
 
 
 def main(argv: list[str] | None = None) -> None:
