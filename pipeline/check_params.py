@@ -34,7 +34,7 @@ from pipeline.corpus.synthetic import TASKS
 from pipeline.decoding import STRATEGIES, DecodeConfig
 from pipeline.nets.pose2gloss import Pose2GlossConfig
 from pipeline.nets.video2pose import Video2PoseConfig
-from pipeline.params import load_params
+from pipeline.params import load_params, run_cli
 from pipeline.pose2gloss_config import TrainConfig
 from pipeline.pose2gloss_config import configs_from_params as pose2gloss_configs
 from pipeline.recognition import MODELS, decode_config
@@ -365,4 +365,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

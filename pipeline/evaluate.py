@@ -29,7 +29,7 @@ from pipeline.data import Utterance
 from pipeline.decoding import DecodeConfig
 from pipeline.devices import resolve_device
 from pipeline.nets.pose2gloss import Pose2Gloss
-from pipeline.params import load_params, write_metrics
+from pipeline.params import load_params, run_cli, write_metrics
 from pipeline.recognition import (
     HYPOTHESIS_COLUMNS,
     MODELS,
@@ -149,4 +149,4 @@ def write_not_evaluated(metrics_dir: Path, model: str, reason: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from extractors.base import TrackFrames
 from pipeline.corpus.manifest import SPLITS, read_manifest
+from pipeline.params import run_cli
 from pipeline.posefile import write_pose_file
 from pipeline.store import FrameStore
 
@@ -86,4 +87,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -36,7 +36,7 @@ from extractors.registry import Backend
 from extractors.runtime import BackendSetupError
 from pipeline.corpus.manifest import read_manifest
 from pipeline.hashing import sha256_files
-from pipeline.params import load_params, write_metrics
+from pipeline.params import load_params, run_cli, write_metrics
 from pipeline.store import FrameStore, FrameStoreWriter
 
 BATCH = 32  # at most this many utterances per resumable unit of work
@@ -293,4 +293,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

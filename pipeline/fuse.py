@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline.corpus.manifest import read_manifest
 from pipeline.layout import FUSED, TRACKS
-from pipeline.params import load_params, write_metrics
+from pipeline.params import load_params, run_cli, write_metrics
 from pipeline.store import FrameStore, FrameStoreWriter
 
 MIN_STD = 1e-3  # dims that barely vary in train (e.g. always-zero cells) are not blown up by normalisation
@@ -117,4 +117,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -11,7 +11,7 @@ import argparse
 
 from pipeline.corpus.preview import make_preview
 from pipeline.corpus.sources import build_corpus
-from pipeline.params import load_params, write_metrics
+from pipeline.params import load_params, run_cli, write_metrics
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,4 +37,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -46,7 +46,7 @@ from pipeline.hashing import sha256_files
 from pipeline.layout import FUSED, FusedLayout
 from pipeline.nets.pose2gloss import Pose2Gloss
 from pipeline.nets.video2pose import Video2Pose
-from pipeline.params import load_params
+from pipeline.params import load_params, run_cli
 from pipeline.recognition import decode_config, nbest, pose2gloss_memory
 from pipeline.video import read_video
 from pipeline.video2gloss import Video2Gloss
@@ -276,4 +276,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

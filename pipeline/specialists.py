@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from pipeline.nets.pose2gloss import Pose2Gloss
-from pipeline.params import load_params, write_metrics
+from pipeline.params import load_params, run_cli, write_metrics
 from pipeline.recognition import decode_config
 from pipeline.track_subsets import evaluate_subset, features_fingerprint, subsets
 from pipeline.train_pose2gloss import configs_from_params, train
@@ -65,4 +65,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

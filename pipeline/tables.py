@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline.params import run_cli
+
 # The paper's numbers (ASLLRP, Tables 3 and 5), quoted for comparison only.
 PAPER_TABLE3 = {"pose2gloss": {"bleu": 10.60, "top5": 23.42, "best": 76.13},
                 "video2gloss": {"bleu": 12.01, "top5": 21.86, "best": 84.67}}  # fmt: skip
@@ -210,4 +212,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -26,7 +26,7 @@ import torch
 from pipeline.data import load_split
 from pipeline.devices import resolve_device
 from pipeline.nets.pose2gloss import Pose2Gloss
-from pipeline.params import load_params
+from pipeline.params import load_params, run_cli
 from pipeline.recognition import DecoderInputs, MemoryFn, decode_config, pose2gloss_memory, recognize, split_metrics
 from pipeline.vocab import Vocab
 
@@ -117,4 +117,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

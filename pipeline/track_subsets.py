@@ -26,7 +26,7 @@ from pipeline.data import load_split
 from pipeline.decoding import DecodeConfig
 from pipeline.layout import TRACK_ORDER
 from pipeline.nets.pose2gloss import Pose2Gloss
-from pipeline.params import load_params, write_metrics
+from pipeline.params import load_params, run_cli, write_metrics
 from pipeline.recognition import decode_config, pose2gloss_memory, recognize
 from pipeline.vocab import Vocab
 
@@ -151,4 +151,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

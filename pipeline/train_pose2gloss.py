@@ -38,7 +38,7 @@ from pipeline.nets.losses import (
     word_matching_loss,
 )
 from pipeline.nets.pose2gloss import Pose2Gloss, Pose2GlossConfig, make_schedulers, shift_right, snr
-from pipeline.params import load_params, write_metrics
+from pipeline.params import load_params, run_cli, write_metrics
 from pipeline.pose2gloss_config import TrainConfig, configs_from_params
 from pipeline.training import TrainingRun, active_losses, optimiser, run_fingerprint, stage_parser
 from pipeline.vocab import PAD, Vocab
@@ -180,4 +180,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -37,7 +37,7 @@ from pipeline.nets import video2pose as video2pose_net
 from pipeline.nets.losses import ctc_loss, distillation_loss, reconstruction_loss, text_loss
 from pipeline.nets.pose2gloss import Pose2Gloss
 from pipeline.nets.video2pose import Video2Pose, Video2PoseConfig
-from pipeline.params import load_params, write_metrics
+from pipeline.params import load_params, run_cli, write_metrics
 from pipeline.training import TrainingRun, active_losses, optimiser, run_fingerprint, stage_parser
 from pipeline.video import (
     Clip,
@@ -260,4 +260,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -17,12 +17,12 @@ TINY = dict(d_track=16, unified_dim=32, unet_channels=[8, 16], d_model=32, n_dec
             n_fusion_heads=2, batch_size=8, epochs=2, checkpoint_every=1)  # fmt: skip
 
 
-def _curves(live: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(live)): p.read_bytes() for p in sorted(live.rglob("*")) if p.is_file()}
+def _file_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("dvc_deleted_the_curves", [False, True])
-def test_killed_training_resumes_with_the_uninterrupted_curves(features, tmp_path, dvc_deleted_the_curves):
+def test_killed_training_resumes_with_the_uninterrupted_file_bytes(features, tmp_path, dvc_deleted_the_curves):
     """A resumed run's DVCLive curves are rebuilt from the checkpointed history: steps 0, 1, 2 (not 0, 0, 1) and the
     same values as an uninterrupted run, whether the killed run's truncated curves are still there or DVC removed
     them with the stage's outputs."""
@@ -39,7 +39,7 @@ def test_killed_training_resumes_with_the_uninterrupted_curves(features, tmp_pat
     train(*configs_from_params(dict(TINY), seed=3), store, corpus, tmp_path / "out", live, work_dir=work)
     wer = (live / "plots/metrics/val/wer.tsv").read_text().splitlines()
     assert [line.split("\t")[0] for line in wer] == ["step", "0", "1"]
-    assert _curves(live) == _curves(tmp_path / "live_whole")
+    assert _file_bytes(live) == _file_bytes(tmp_path / "live_whole")
 
 
 def _four_utterances(small_corpus, tmp_path: Path) -> Path:
@@ -133,3 +133,42 @@ def test_a_killed_extraction_leaves_no_worker_processes(small_corpus, tmp_path):
     for w in left:
         os.kill(w, signal.SIGKILL)
     assert left == []
+
+
+@pytest.mark.parametrize(("code", "says"), [(28, "no space left on the device"), (30, "read-only file system")])
+def test_a_full_disk_or_read_only_folder_is_one_line_and_keeps_the_previous_output(
+    small_corpus, tmp_path, monkeypatch, code, says
+):
+    """The extract stage hits ENOSPC / EROFS while saving its work: one line naming the file, no traceback, and the
+    store of the previous run is byte for byte as it was (a rerun with space resumes and finishes)."""
+    import errno
+
+    import numpy as np
+
+    from pipeline import extract
+    from pipeline.params import run_cli
+
+    _, corpus, _ = small_corpus
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("seed: 1\ndwpose:\n  backend: simulated\n")
+    argv = ["dwpose", "--corpus", str(corpus), "--out", str(tmp_path / "tracks"), "--workers", "1"]
+    extract.main(argv)
+    store = tmp_path / "tracks/dwpose.zarr"
+    before = _file_bytes(store)
+    real_savez, saved = np.savez, []
+
+    def full_after_three(path, **arrays):
+        if len(saved) == 3:
+            raise OSError(code, errno.errorcode[code], str(path))
+        saved.append(path)
+        real_savez(path, **arrays)
+
+    monkeypatch.setattr(extract.np, "savez", full_after_three)
+    (tmp_path / "params.yaml").write_text("seed: 2\ndwpose:\n  backend: simulated\n")  # another run: all redone
+    with pytest.raises(SystemExit) as ended:
+        run_cli(lambda: extract.main(argv))
+    message = str(ended.value)
+    assert says in message and "batch_0000003" in message and "\n" not in message
+    assert _file_bytes(store) == before  # the previous store, untouched
+    monkeypatch.setattr(extract.np, "savez", real_savez)
+    assert extract.extract_track("dwpose", corpus, tmp_path / "tracks", seed=2, workers=1)["resumed_batches"] == 3
