@@ -1024,15 +1024,18 @@ def models(tmp_path_factory):
     return tmp
 
 
-def recognize_cli(models: Path, *args: str, pose2gloss: Path | None = None, video2pose: Path | None = None):
-    """`python -m pipeline.recognize ARGS --json` run in this process: (exit code, stdout lines as JSON)."""
+def recognize_cli(
+    models: Path, *args: str, pose2gloss: Path | None = None, video2pose: Path | None = None, as_json: bool = True
+) -> tuple[int | str | None, list]:
+    """`python -m pipeline.recognize ARGS [--json]` run in this process: (exit code or message, stdout lines, parsed
+    when `as_json`)."""
     import contextlib
     import io
 
     from pipeline.recognize import main
 
     out = io.StringIO()
-    argv = [*args, "--json", "--params", str(models / "params.yaml"),
+    argv = [*args, *(["--json"] if as_json else []), "--params", str(models / "params.yaml"),
             "--pose2gloss", str(pose2gloss or models / "pose2gloss/best"),
             "--video2pose", str(video2pose or models / "video2pose/best")]  # fmt: skip
     code = 0
@@ -1041,12 +1044,14 @@ def recognize_cli(models: Path, *args: str, pose2gloss: Path | None = None, vide
             main(argv)
         except SystemExit as exit_:
             code = exit_.code
-    return code, [json.loads(line) for line in out.getvalue().splitlines()]
+    lines = out.getvalue().splitlines()
+    return code, [json.loads(line) for line in lines] if as_json else lines
 
 
 @pytest.fixture(scope="module")
 def recognized(models, tmp_path_factory):
-    """One `recognize` run over good inputs and every kind of bad one: {input name: its JSON line}, exit code."""
+    """`recognize` over good inputs and every kind of bad one, with `--json` and without: ({input name: its JSON
+    line}, exit code, the inputs' folder, {input name: its plain line})."""
     tmp = tmp_path_factory.mktemp("inputs")
     good_pose = mediapipe_pose(tmp / "good.pose")
     edited_pose(good_pose, tmp / "nan.pose", nan_points)
@@ -1057,11 +1062,13 @@ def recognized(models, tmp_path_factory):
     names = ["good.pose", "nan.pose", "good.mp4", "zero_frames.pose", "notes.txt", "empty.mp4", "gone.pose"]
     code, lines = recognize_cli(models, *(str(tmp / n) for n in names))
     assert [line["input"] for line in lines] == [str(tmp / n) for n in names]  # one line per input, in order
-    return {n: line for n, line in zip(names, lines)}, code, tmp
+    plain_code, plain = recognize_cli(models, *(str(tmp / n) for n in names), as_json=False)
+    assert plain_code == code and [line.split("\t")[0] for line in plain] == [str(tmp / n) for n in names]
+    return {n: line for n, line in zip(names, lines)}, code, tmp, dict(zip(names, plain))
 
 
 def assert_good_inputs_recognised(recognized) -> None:
-    lines, code, _ = recognized
+    lines, code, _, _ = recognized
     assert code == 1  # some input failed
     assert lines["good.pose"]["tracks"] == ["mediapipe"] and lines["good.pose"]["frames"] == 6
     assert lines["good.mp4"]["tracks"] == ["video2pose"] and lines["good.mp4"]["frames"] == 6
@@ -1069,49 +1076,57 @@ def assert_good_inputs_recognised(recognized) -> None:
         assert "error" not in lines[name] and len(lines[name]["hypotheses"]) == 1
 
 
+AND_EXIT_1 = ' (`--json`: `{"input": ..., "error": ...}`); exit status 1'  # what each failed input's line adds
+
+
 @pytest.mark.bad_input(
     case="input to `recognize` that is neither a video nor a `.pose` file",
-    sees="its own line: `<input>\terror: <input>: not a video (.mp4, .mov, ...) nor a .pose file`; exit status 1",
+    sees=f"its own line, `<input><TAB>error: <input>: not a video (.mp4, .mov, ...) nor a .pose file`{AND_EXIT_1}",
     kept="every other input recognised, each on its own line",
 )
 def test_recognize_reports_an_input_of_another_type_on_its_line(recognized):
-    lines, _, tmp = recognized
+    lines, _, tmp, plain = recognized
     kinds = ".mp4, .mov, .avi, .mkv, .webm, .m4v, .mpg, .mpeg, .wmv, .flv"
-    assert lines["notes.txt"] == {"input": str(tmp / "notes.txt"),
-                                  "error": f"{tmp / 'notes.txt'}: not a video ({kinds}) nor a .pose file"}  # fmt: skip
+    said = f"{tmp / 'notes.txt'}: not a video ({kinds}) nor a .pose file"
+    assert lines["notes.txt"] == {"input": str(tmp / "notes.txt"), "error": said}
+    assert plain["notes.txt"] == f"{tmp / 'notes.txt'}\terror: {said}"
     assert_good_inputs_recognised(recognized)
 
 
 @pytest.mark.bad_input(
     case="input to `recognize` that does not exist",
-    sees="its own line: `<input>\terror: <input>: no such file`; exit status 1",
+    sees=f"its own line, `<input><TAB>error: <input>: no such file`{AND_EXIT_1}",
     kept="every other input recognised",
 )
 def test_recognize_reports_a_missing_input_on_its_line(recognized):
-    lines, _, tmp = recognized
+    lines, _, tmp, plain = recognized
     assert lines["gone.pose"]["error"] == f"{tmp / 'gone.pose'}: no such file"
+    assert plain["gone.pose"] == f"{tmp / 'gone.pose'}\terror: {tmp / 'gone.pose'}: no such file"
     assert_good_inputs_recognised(recognized)
 
 
 @pytest.mark.bad_input(
     case="unreadable video given to `recognize` (zero bytes)",
-    sees="its own line: `<input>\terror: <input>: cannot open video (corrupt or unsupported)`; exit status 1",
+    sees=f"its own line, `<input><TAB>error: <input>: cannot open video (corrupt or unsupported)`{AND_EXIT_1}",
     kept="every other input recognised, the other videos through Video2Pose",
 )
 def test_recognize_reports_an_unreadable_video_on_its_line(recognized):
-    lines, _, tmp = recognized
-    assert lines["empty.mp4"]["error"] == f"{tmp / 'empty.mp4'}: cannot open video (corrupt or unsupported)"
+    lines, _, tmp, plain = recognized
+    said = f"{tmp / 'empty.mp4'}: cannot open video (corrupt or unsupported)"
+    assert lines["empty.mp4"]["error"] == said and plain["empty.mp4"] == f"{tmp / 'empty.mp4'}\terror: {said}"
     assert_good_inputs_recognised(recognized)
 
 
 @pytest.mark.bad_input(
     case="`.pose` file of zero frames given to `recognize`",
-    sees="its own line: `<input>\terror: <input>: the file has 0 frames`; exit status 1",
+    sees=f"its own line, `<input><TAB>error: <input>: the file has 0 frames`{AND_EXIT_1}",
     kept="every other input recognised",
 )
 def test_recognize_reports_a_pose_file_of_zero_frames_on_its_line(recognized):
-    lines, _, tmp = recognized
-    assert lines["zero_frames.pose"]["error"] == f"{tmp / 'zero_frames.pose'}: the file has 0 frames"
+    lines, _, tmp, plain = recognized
+    said = f"{tmp / 'zero_frames.pose'}: the file has 0 frames"
+    assert lines["zero_frames.pose"]["error"] == said
+    assert plain["zero_frames.pose"] == f"{tmp / 'zero_frames.pose'}\terror: {said}"
     assert_good_inputs_recognised(recognized)
 
 
@@ -1121,7 +1136,7 @@ def test_recognize_reports_a_pose_file_of_zero_frames_on_its_line(recognized):
     kept="the input's hypotheses, from its finite points",
 )
 def test_recognize_reads_nan_points_as_not_found(recognized):
-    lines, _, _ = recognized
+    lines, _, _, _ = recognized
     nan = lines["nan.pose"]
     assert "error" not in nan and nan["tracks"] == ["mediapipe"] and nan["frames"] == 6
     assert len(nan["hypotheses"]) == 1 and np.isfinite(nan["hypotheses"][0]["score"])
@@ -1169,7 +1184,7 @@ def test_a_stage_two_model_as_stage_one_is_one_line_from_the_command(models, tmp
     kept="no output line: the models are checked before any video is decoded",
 )
 def test_a_stage_one_model_as_video2pose_is_refused(models, recognized):
-    _, _, inputs = recognized
+    _, _, inputs, _ = recognized
     p2g = models / "pose2gloss/best"
     code, lines = recognize_cli(models, str(inputs / "good.mp4"), video2pose=p2g)
     assert lines == []  # no input read
@@ -1179,12 +1194,12 @@ def test_a_stage_one_model_as_video2pose_is_refused(models, recognized):
 
 @pytest.mark.bad_input(
     case="Video2Pose trained against another Stage I than the one given",
-    sees="`recognize: <video2pose> was trained against another Stage I than <pose2gloss>: use the pair `dvc repro` "
-    "published together` (exit 1)",
+    sees="``recognize: <video2pose> was trained against another Stage I than <pose2gloss>: use the pair `dvc repro` "
+    "published together`` (exit 1)",
     kept="no output line: the pair is checked before any video is read",
 )
 def test_a_video2pose_of_another_stage_one_is_refused(models, recognized, tmp_path):
-    _, _, inputs = recognized
+    _, _, inputs, _ = recognized
     other = copy_model(models / "video2pose/best", tmp_path / "other", lambda c: c.update(teacher_sha256="0" * 64))
     code, lines = recognize_cli(models, str(inputs / "good.mp4"), video2pose=other)
     assert lines == []  # no input read
@@ -1200,7 +1215,7 @@ def test_a_video2pose_of_another_stage_one_is_refused(models, recognized, tmp_pa
     kept="nothing read: no input is opened",
 )
 def test_a_stage_one_model_of_another_vocabulary_is_refused(models, recognized, tmp_path):
-    _, _, inputs = recognized
+    _, _, inputs, _ = recognized
     other = copy_model(models / "pose2gloss/best", tmp_path / "other",
                        lambda c: c["input_spec"].update(vocab=["IX-1p", "LIKE"]))  # fmt: skip
     code, lines = recognize_cli(models, str(inputs / "good.pose"), pose2gloss=other)
@@ -1216,7 +1231,7 @@ def test_a_stage_one_model_of_another_vocabulary_is_refused(models, recognized, 
     kept="nothing read; the file is never executed",
 )
 def test_truncated_weights_are_refused(models, recognized, tmp_path):
-    _, _, inputs = recognized
+    _, _, inputs, _ = recognized
     cut = copy_model(models / "pose2gloss/best", tmp_path / "cut")
     weights = cut.with_suffix(".safetensors")
     weights.write_bytes(weights.read_bytes()[:200])
@@ -1233,7 +1248,7 @@ def test_truncated_weights_are_refused(models, recognized, tmp_path):
     kept="nothing read",
 )
 def test_a_model_missing_its_json_is_refused(models, recognized, tmp_path):
-    _, _, inputs = recognized
+    _, _, inputs, _ = recognized
     half = copy_model(models / "pose2gloss/best", tmp_path / "half")
     half.with_suffix(".json").unlink()
     code, lines = recognize_cli(models, str(inputs / "good.pose"), pose2gloss=half)
