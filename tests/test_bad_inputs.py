@@ -870,6 +870,8 @@ def xml_import(tmp_path_factory):
     }
     for name, text in files.items():
         (xml / f"{name}.xml").write_text(text, encoding="utf-8")
+    (xml / "session.xml").mkdir()  # a folder whose name ends in .xml
+    (xml / "moved.xml").symlink_to(tmp / "elsewhere/moved.xml")  # a link to an export since moved away
     manifest, skipped, summary = import_corpus("asllrp", {"xml_dir": str(xml), "media_dir": str(media)}, tmp / "corpus")
     return manifest, skipped, summary, tmp
 
@@ -947,7 +949,30 @@ def test_bad_signstream_utterances_are_skipped_and_the_rest_of_the_file_read(xml
     _, skipped, summary, _ = xml_import
     assert skipped["utterances-2"] == "unreadable XML element: end E=100 ms is not after start S=900 ms"
     assert skipped["utterances-3"] == "unreadable XML element: unknown media reference ID '9' (no such MEDIA-FILE)"
-    assert summary["skipped_by_reason"] == {"unreadable XML": 4, "unreadable XML element": 2}
+    assert summary["skipped_by_reason"] == {"unreadable XML": 5, "unreadable XML element": 2}
+    assert_good_xml_imported(xml_import)
+
+
+@pytest.mark.bad_input(
+    case="folder named `*.xml` among the SignStream exports",
+    sees="nothing: the folder is searched for exports like any other folder, not read as one",
+    kept="every export imported",
+)
+def test_a_folder_named_xml_is_searched_not_read(xml_import):
+    _, skipped, _, tmp = xml_import
+    assert str(tmp / "xml/session.xml") not in skipped
+    assert_good_xml_imported(xml_import)
+
+
+@pytest.mark.bad_input(
+    case="`*.xml` that cannot be read (a link to an export since moved away)",
+    sees="`<file>` in `skipped.csv`: `unreadable XML: [Errno 2] No such file or directory: '<file>'`",
+    kept="every other export imported",
+)
+def test_an_xml_file_that_cannot_be_read_is_skipped(xml_import):
+    _, skipped, _, tmp = xml_import
+    path = tmp / "xml/moved.xml"
+    assert skipped[str(path)] == f"unreadable XML: [Errno 2] No such file or directory: '{path}'"
     assert_good_xml_imported(xml_import)
 
 

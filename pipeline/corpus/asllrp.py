@@ -31,7 +31,7 @@ def read_asllrp(cfg: ASLLRPConfig) -> tuple[list[Entry], list[Skip]]:
     xml_dir, media_dir = Path(cfg.xml_dir), Path(cfg.media_dir)
     if not xml_dir.is_dir():
         raise FileNotFoundError(f"corpus.asllrp.xml_dir: no folder at {xml_dir} (the SignStream XML exports)")
-    files = sorted(xml_dir.rglob("*.xml"))
+    files = sorted(p for p in xml_dir.rglob("*.xml") if not p.is_dir())  # a folder named *.xml: searched, not read
     if not files:
         raise FileNotFoundError(f"corpus.asllrp.xml_dir: no .xml file under {xml_dir}")
     by_name = {p.name: p for p in sorted(media_dir.rglob("*")) if p.is_file()} if media_dir.is_dir() else {}
@@ -39,7 +39,7 @@ def read_asllrp(cfg: ASLLRPConfig) -> tuple[list[Entry], list[Skip]]:
     for xml in files:
         try:
             utterances, bad = read_signstream(xml)
-        except SignStreamError as err:
+        except (SignStreamError, OSError) as err:  # not an export, or a file that cannot be read: this file only
             skipped.append((str(xml), f"unreadable XML: {err}"))
             continue
         skipped += [(name, f"unreadable XML element: {reason}") for name, reason in bad]
