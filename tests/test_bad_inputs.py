@@ -615,7 +615,8 @@ def video_import(tmp_path_factory):
     table = write_rows(tmp / "corpus.csv", ["video", "glosses", "split", "start", "end"], rows)
     manifest, skipped, summary = import_corpus("csv", {"table": str(table)}, tmp / "corpus")
     (tmp / "corpus" / manifest.loc["damaged_later", "video"]).write_bytes(b"")
-    report = extract.extract_track("mediapipe", tmp / "corpus", tmp / "tracks", backend="holistic", workers=1)
+    report = extract.extract_track("mediapipe", tmp / "corpus", tmp / "tracks", backend="holistic", workers=1,
+                                   report=tmp / "metrics/extract/mediapipe.json")  # fmt: skip
     lines = {name: f"corpus.csv:{k + 2}" for k, name in enumerate(VIDEO_ROWS)}
     return manifest, {n: skipped.get(line) for n, line in lines.items()}, summary, tmp, report
 
@@ -729,9 +730,10 @@ def test_times_outside_the_video_are_skipped(video_import):
 
 @pytest.mark.bad_input(
     case="video emptied or damaged after `prepare` (a disk error, an interrupted copy)",
-    sees='`extract` reports `1 skipped`; `metrics/extract/<track>.json` `skipped`: `{utt_id, reason: "VideoError: '
-    '<video>: cannot open video (corrupt or unsupported)"}`',
-    kept="every other utterance extracted; the skipped one all masked in the track store (so `fuse` and training run)",
+    sees='a recorded skip, in `metrics/extract/<track>.json` and the track store\'s attributes: `"skipped": '
+    '[{"utt_id": ..., "reason": "VideoError: <video>: cannot open video (corrupt or unsupported)"}]`',
+    kept="every other utterance extracted; the skipped one all masked in the track store (so `fuse` and training run); "
+    "no batch or store left half-written",
 )
 def test_a_video_damaged_after_prepare_is_a_recorded_skip_in_extract(video_import):
     from pipeline.store import FrameStore
@@ -740,6 +742,7 @@ def test_a_video_damaged_after_prepare_is_a_recorded_skip_in_extract(video_impor
     video = tmp / "corpus" / manifest.loc["damaged_later", "video"]
     reason = f"VideoError: {video}: cannot open video (corrupt or unsupported)"
     assert report["skipped"] == [{"utt_id": "damaged_later", "reason": reason}]
+    assert json.loads((tmp / "metrics/extract/mediapipe.json").read_text())["skipped"] == report["skipped"]
     store = FrameStore(tmp / "tracks/mediapipe.zarr")
     assert store.attrs["skipped"] == report["skipped"] and not store.read("damaged_later", "mask").any()
     assert store.read("damaged_later", "mask").shape == (10,)
