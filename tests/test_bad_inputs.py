@@ -338,10 +338,10 @@ def one_component_pose(path: Path, component: str) -> Path:
     from pose_format.pose_header import PoseHeader, PoseHeaderComponent, PoseHeaderDimensions
 
     points = [f"P{i}" for i in range(21)]
-    header = PoseHeader(0.2, PoseHeaderDimensions(64, 64, 0), [PoseHeaderComponent(component, points, [], [(255, 0, 0)],
-                                                                                     "XYZC")])  # fmt: skip
+    only = PoseHeaderComponent(component, points, [], [(255, 0, 0)], "XYZC")
+    body = NumPyPoseBody(25.0, np.ones((3, 1, 21, 3), np.float32), np.ones((3, 1, 21), np.float32))
     with open(path, "wb") as f:
-        Pose(header, NumPyPoseBody(25.0, np.ones((3, 1, 21, 3), np.float32), np.ones((3, 1, 21), np.float32))).write(f)
+        Pose(PoseHeader(0.2, PoseHeaderDimensions(64, 64, 0), [only]), body).write(f)
     return path
 
 
@@ -387,9 +387,10 @@ def pose_import(tmp_path_factory):
 
 
 def assert_good_poses_imported(pose_import) -> None:
-    manifest, _, _, tmp, report = pose_import
+    """The well-formed files are imported and extracted, and nothing half-written is left."""
     from pipeline.store import FrameStore
 
+    manifest, _, _, tmp, report = pose_import
     store = FrameStore(tmp / "tracks/mediapipe.zarr")
     for utt, n in (("good1", 6), ("good2", 8)):
         assert manifest.loc[utt, "n_frames"] == n and store.read(utt, "mask").all()
