@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -62,6 +64,19 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     if not isinstance(config, dict):
         raise ModelFileError(f"{cfg}: expected a JSON object")
     return state, config
+
+
+@contextmanager
+def rebuilding(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Rebuilding a network from its published files: a config of another model or weights of other shapes (a
+    Video2Pose handed over as Stage I, a file edited by hand) become one ModelFileError naming `what` it must be."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        if isinstance(err, ModelFileError):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ModelFileError(f"{path}: not a {what} model ({type(err).__name__}: {first})") from None
 
 
 def as_tuples(d: dict) -> dict:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.checkpoints import not_trained_reason
+from pipeline.checkpoints import ModelFileError, not_trained_reason
 from pipeline.corpus.manifest import read_manifest
 from pipeline.data import Utterance
 from pipeline.decoding import DecodeConfig
@@ -115,11 +115,15 @@ def main(argv: list[str] | None = None) -> None:
         write_not_evaluated(Path(args.metrics_dir), args.model, reason)
         print(f"evaluate {args.model}: not evaluated: {reason}")
         return
-    if args.model == "pose2gloss":
-        metrics, table = evaluate_pose2gloss(args.pose2gloss, args.features, args.corpus, dcfg, batch_size=batch_size)
-    else:
-        metrics, table = evaluate_video2gloss(args.video2pose, args.pose2gloss, args.corpus, dcfg, args.frame_cache,
-                                              batch_size=batch_size)  # fmt: skip
+    try:
+        if args.model == "pose2gloss":
+            metrics, table = evaluate_pose2gloss(args.pose2gloss, args.features, args.corpus, dcfg,
+                                                 batch_size=batch_size)  # fmt: skip
+        else:
+            metrics, table = evaluate_video2gloss(args.video2pose, args.pose2gloss, args.corpus, dcfg,
+                                                  args.frame_cache, batch_size=batch_size)  # fmt: skip
+    except (ModelFileError, FileNotFoundError) as err:  # a model that is missing, a pickle, or of another kind
+        raise SystemExit(f"evaluate {args.model}: {err}") from None
     metrics["baseline_most_frequent_sequence"] = most_frequent_sequence_baseline(read_manifest(args.corpus))
     seconds = time.perf_counter() - t0
     n = sum(m.get("utterances", 0) for m in metrics.values())

@@ -26,7 +26,10 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params)
     if "corpus" not in params:
         raise SystemExit(f"{args.params} has no 'corpus' section")
-    summary = build_corpus(params["corpus"], seed=params.get("seed", 0), out_dir=args.out, workers=args.workers)
+    try:
+        summary = build_corpus(params["corpus"], seed=params.get("seed", 0), out_dir=args.out, workers=args.workers)
+    except (ValueError, FileNotFoundError) as err:  # a corpus source's files or params: what to fix, no traceback
+        raise SystemExit(f"prepare: {str(err).strip()}") from None
     write_metrics(args.metrics, summary)
     shown = make_preview(args.out, args.preview)
     print(

@@ -9,6 +9,7 @@ all the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import fields
@@ -19,12 +20,13 @@ import torch
 from tqdm import tqdm
 
 from pipeline import scoring
+from pipeline.checkpoints import ModelFileError
 from pipeline.corpus.manifest import read_manifest
 from pipeline.data import Utterance, collate, length_batches, load_split, pad_targets
 from pipeline.decoding import CTCPrefixScorer, DecodeConfig, decode
 from pipeline.devices import resolve_device
 from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
-from pipeline.vocab import Vocab, tokenize
+from pipeline.vocab import SPECIAL_TOKENS, Vocab, tokenize
 
 SPLITS = ("test", "test_unseen")
 MODELS = ("pose2gloss", "video2gloss")  # what `evaluate` scores: Stage I on the extractors' tracks; Stage II + I
@@ -53,6 +55,11 @@ def decode_config(params: dict, model: str = "pose2gloss") -> DecodeConfig:
     return DecodeConfig(**section, temperature=float(params.get("temperature", 0.7)), seed=int(params.get("seed", 0)))
 
 
+def within_model(dcfg: DecodeConfig, model: Pose2Gloss) -> DecodeConfig:
+    """`dcfg` generating at most the sequence length the model's decoder has positions for (`max_len`)."""
+    return dataclasses.replace(dcfg, max_len=min(dcfg.max_len, model.cfg.max_len))
+
+
 @torch.no_grad()
 def recognize(
     model: Pose2Gloss,
@@ -68,7 +75,7 @@ def recognize(
 
     Returns {"utt_id", "references", "hypotheses"} lists and {"top<k>": (hits, count)} (zeros without `topk`);
     the memory is computed once per batch and shared by the search and the teacher-forced pass."""
-    device = next(model.parameters()).device
+    device, dcfg = next(model.parameters()).device, within_model(dcfg, model)
     out: dict = {"utt_id": [], "references": [], "hypotheses": []} | {f"top{k}": (0, 0) for k in TOP_K}
     gen = torch.Generator(device=device).manual_seed(dcfg.seed)
     for items in tqdm(length_batches(data, batch_size), desc=desc, unit="batch", mininterval=2.0):
@@ -102,7 +109,7 @@ def nbest(
     the beam search ranks hypotheses: another strategy gives its one hypothesis with no score (NaN)."""
     if k > 1 and dcfg.strategy != "beam":
         raise ValueError(f"{k} hypotheses need decoding.strategy beam, not {dcfg.strategy!r}")
-    device = next(model.parameters()).device
+    device, dcfg = next(model.parameters()).device, within_model(dcfg, model)
     gen = torch.Generator(device=device).manual_seed(dcfg.seed)
     position = {id(u): i for i, u in enumerate(data)}
     out: list[list[tuple[str, float]]] = [[] for _ in data]
@@ -217,12 +224,25 @@ def score_splits(
     return metrics, pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
+def check_vocabulary(model: Pose2Gloss, vocab: Vocab, checkpoint: str | os.PathLike, corpus: str | os.PathLike) -> None:
+    """A Stage I scores the glosses of the vocabulary it was trained on: on a corpus of another vocabulary its ids
+    would be read as other glosses (wrong metrics, or an index error), so the pair is refused."""
+    trained = (model.input_spec or {}).get("vocab")
+    if (trained is not None and list(trained) != list(vocab.glosses)) or model.cfg.vocab_size != len(vocab):
+        n = len(trained) if trained is not None else model.cfg.vocab_size - len(SPECIAL_TOKENS)
+        raise ModelFileError(
+            f"{checkpoint}: trained on another vocabulary ({n} glosses) than {Path(corpus) / 'vocab.json'} "
+            f"({len(vocab.glosses)} glosses): evaluate it on the corpus it was trained on, or retrain it"
+        )
+
+
 def pose2gloss_loader(
     checkpoint: str | os.PathLike, features: str | os.PathLike, corpus: str | os.PathLike, device: str = "auto"
 ) -> tuple[Pose2Gloss, Loader]:
     """A published Stage I model and what it reads: the fused store's (extracted) tracks of a split."""
     model = Pose2Gloss.from_checkpoint(checkpoint, resolve_device(device))
     vocab = Vocab.load(Path(corpus) / "vocab.json")
+    check_vocabulary(model, vocab, checkpoint, corpus)
     options = dict(max_len=model.cfg.max_len, track_dims=model.cfg.track_dims, **model.data_options)
 
     def load(split: str) -> tuple[list[Utterance], dict[str, str]]:

@@ -49,7 +49,7 @@ from pipeline.nets.video2pose import Video2Pose
 from pipeline.params import load_params, run_cli
 from pipeline.recognition import decode_config, nbest, pose2gloss_memory
 from pipeline.video import read_video
-from pipeline.video2gloss import Video2Gloss
+from pipeline.video2gloss import Video2Gloss, check_teacher
 from pipeline.videoio import probe_video
 from pipeline.vocab import EOS, SPECIAL_TOKENS, Vocab
 
@@ -86,7 +86,9 @@ def load_stage1(path: str | Path, device: torch.device) -> tuple[Pose2Gloss, Voc
     """Stage I with what reading a user's poses needs (vocabulary, normalisation); RecognizeError otherwise."""
     try:
         model = Pose2Gloss.from_checkpoint(path, device)
-    except (OSError, ModelFileError, KeyError, TypeError, RuntimeError) as err:
+    except ModelFileError as err:  # names the file and what is wrong with it
+        raise RecognizeError(str(err)) from None
+    except (OSError, KeyError, TypeError, RuntimeError) as err:
         raise RecognizeError(f"{path}: not a Stage I model signx can load ({type(err).__name__}: {err})") from None
     spec = model.input_spec
     if not spec.get("vocab") or "norm_mean" not in spec:
@@ -182,16 +184,17 @@ class Recognizer:
         if self._video2gloss is None:
             try:
                 v2p = Video2Pose.from_checkpoint(self.video2pose_path, self.device)
-            except (OSError, ModelFileError, KeyError, TypeError, RuntimeError) as err:
+            except ModelFileError as err:
+                raise RecognizeError(f"{err}; --extract reads videos without it") from None
+            except (OSError, KeyError, TypeError, RuntimeError) as err:
                 raise RecognizeError(
                     f"{self.video2pose_path}: not a Video2Pose model signx can load "
                     f"({type(err).__name__}: {err}); --extract reads videos without it"
                 ) from None
-            if v2p.teacher_sha256 and v2p.teacher_sha256 != self.model_sha256:
-                raise RecognizeError(
-                    f"{self.video2pose_path} was trained against another Stage I than "
-                    f"{self.pose2gloss_path}: use the pair `dvc repro` published together"
-                )
+            try:
+                check_teacher(v2p, self.video2pose_path, self.model_sha256, self.pose2gloss_path)
+            except ModelFileError as err:
+                raise RecognizeError(str(err)) from None
             self._video2gloss = Video2Gloss(v2p, self.model)
         return self._video2gloss
 

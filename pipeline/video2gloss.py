@@ -13,8 +13,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pipeline.checkpoints import ModelFileError, model_paths
 from pipeline.data import Utterance, length_batches
 from pipeline.devices import autocast, video_attention
+from pipeline.hashing import sha256_files
 from pipeline.nets.pose2gloss import Pose2Gloss, shift_right
 from pipeline.nets.video2pose import Video2Pose
 from pipeline.video import Clip, FrameCache, FrameSpec, clip_frames, pad_frames
@@ -62,8 +64,11 @@ class Video2Gloss:
     def from_checkpoints(
         cls, video2pose: str | os.PathLike, pose2gloss: str | os.PathLike, device: torch.device
     ) -> Video2Gloss:
-        """The two published models (`models/video2pose/best`, `models/pose2gloss/best`)."""
-        return cls(Video2Pose.from_checkpoint(video2pose, device), Pose2Gloss.from_checkpoint(pose2gloss, device))
+        """The two published models (`models/video2pose/best`, `models/pose2gloss/best`); ModelFileError when
+        the Video2Pose was trained against another Stage I (`check_teacher`)."""
+        v2p = Video2Pose.from_checkpoint(video2pose, device)
+        check_teacher(v2p, video2pose, sha256_files([model_paths(pose2gloss)[0]]), pose2gloss)
+        return cls(v2p, Pose2Gloss.from_checkpoint(pose2gloss, device))
 
     @property
     def frame_spec(self) -> FrameSpec:
@@ -99,3 +104,15 @@ class Video2Gloss:
                 n = c.n_frames
                 predicted[c.utt_id] = Utterance(c.utt_id, features[b, :n], mask[b, :n], c.target, c.glosses)
         return [predicted[c.utt_id] for c in clips]
+
+
+def check_teacher(
+    v2p: Video2Pose, v2p_path: str | os.PathLike, stage1_sha256: str, stage1_path: str | os.PathLike
+) -> None:
+    """A Video2Pose predicts the tracks of the Stage I it was trained against (`teacher_sha256`, the sha256 of
+    its weights); with another Stage I its predictions mean nothing, so the pair is refused."""
+    if v2p.teacher_sha256 and v2p.teacher_sha256 != stage1_sha256:
+        raise ModelFileError(
+            f"{v2p_path} was trained against another Stage I than {stage1_path}: use the pair `dvc repro` "
+            "published together"
+        )

@@ -98,3 +98,47 @@ def test_the_command_prints_one_line_and_writes_nothing_on_a_mistake(tmp_path):
     run = subprocess.run([sys.executable, "-m", "pipeline.check_params", "--params", str(bad), "--out", str(out)],
                          cwd=ROOT, capture_output=True, text=True)  # fmt: skip
     assert run.returncode == 1 and "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.bad_input(
+    case="a param of the wrong type (`corpus.synthetic.n_glosses: abc`)",
+    sees="`params.yaml: corpus.synthetic.n_glosses: expected a whole number, got 'abc'` (`dvc repro` stops at "
+    "`check_params`)",
+    kept="every output: DVC stops before any stage that would delete one",
+)
+def test_a_param_of_the_wrong_type():
+    with pytest.raises(ParamsError, match=r"^corpus\.synthetic\.n_glosses: expected a whole number, got 'abc'$"):
+        check_params(_with("corpus.synthetic.n_glosses", "abc"))
+
+
+@pytest.mark.bad_input(
+    case="a param out of range (`pose2gloss.lr: -0.1`, `decoding.beam_size: 0`)",
+    sees="`params.yaml: pose2gloss.lr: must be > 0, got -0.1` (`dvc repro` stops at `check_params`)",
+    kept="every output",
+)
+def test_a_param_out_of_range():
+    with pytest.raises(ParamsError, match=r"^pose2gloss\.lr: must be > 0, got -0\.1$"):
+        check_params(_with("pose2gloss.lr", -0.1))
+    with pytest.raises(ParamsError, match=r"^decoding\.beam_size: must be >= 1, got 0$"):
+        check_params(_with("decoding.beam_size", 0))
+
+
+@pytest.mark.bad_input(
+    case="an unknown param (a misspelt key)",
+    sees="`params.yaml: temprature: unknown param (did you mean temperature?); valid keys: corpus, decoding, ...`",
+    kept="every output",
+)
+def test_an_unknown_param_names_the_valid_ones():
+    with pytest.raises(ParamsError, match=r"^temprature: unknown param \(did you mean temperature\?\); valid keys: "):
+        check_params(_with("temprature", 0.5))
+
+
+@pytest.mark.bad_input(
+    case="params that contradict each other (`video2pose.img_size: 7` with `patch_size: 16`)",
+    sees="`params.yaml: video2pose.img_size (7) must be a multiple of video2pose.patch_size (16): each frame is cut "
+    "into whole patches` (it used to train on zero patches without a word)",
+    kept="every output",
+)
+def test_params_that_contradict_each_other():
+    with pytest.raises(ParamsError, match=r"^video2pose\.img_size \(7\) must be a multiple of video2pose\.patch_size"):
+        check_params(_with("video2pose.img_size", 7))

@@ -229,7 +229,7 @@ def test_vocabulary_by_frequency_and_oov_entries_skipped(tmp_path):
 @pytest.mark.bad_input(
     case="corpus of which no entry can be imported",
     sees="`prepare` stops: `no entry of the corpus could be imported (1 skipped; the first: [('bad.csv:2', 'missing "
-    "video: <video>: no such video')])` (under a Python traceback today)",
+    "video: <video>: no such video')])`",
     kept="the previous corpus, untouched",
 )
 def test_nothing_importable_is_an_error_and_leaves_the_previous_corpus(tmp_path):

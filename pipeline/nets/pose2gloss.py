@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
-from pipeline.checkpoints import as_tuples, load_model
+from pipeline.checkpoints import as_tuples, load_model, rebuilding
 from pipeline.layout import FUSED, FusedLayout
 from pipeline.vocab import BOS, EOS, PAD
 
@@ -260,8 +260,9 @@ class Pose2Gloss(nn.Module):
         """A model published by `train_pose2gloss` (`best`, `q25` ... `q100`: `.safetensors` + `.json`), in eval
         mode, with the `data_options` its inputs must be read with. Nothing in the files is executed."""
         state, config = load_model(path, map_location)
-        model = cls(Pose2GlossConfig(**as_tuples(config["model_config"]))).to(map_location)
-        model.load_state_dict(state)
+        with rebuilding(path, "Stage I (Pose2Gloss)"):
+            model = cls(Pose2GlossConfig(**as_tuples(config["model_config"]))).to(map_location)
+            model.load_state_dict(state)
         model.data_options = dict(config.get("data_options") or {})
         model.ctc_trained = bool(config.get("ctc_trained", False))
         model.input_spec = dict(config.get("input_spec") or {})

@@ -25,7 +25,7 @@ from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer_hybrid import ConvStem
 from torch import nn
 
-from pipeline.checkpoints import as_tuples, load_model
+from pipeline.checkpoints import as_tuples, load_model, rebuilding
 from pipeline.layout import FUSED
 from pipeline.nets.pose2gloss import timestep_embedding
 
@@ -148,10 +148,11 @@ class Video2Pose(nn.Module):
         """A model published by `train_video2pose` (`best`: `.safetensors` + `.json`), in eval mode, with the
         `frame_options` its frames must be prepared with. Nothing in the files is executed."""
         state, config = load_model(path, map_location)
-        cfg = Video2PoseConfig(**as_tuples(config["model_config"]))
-        cfg.pretrained = None  # the trained weights replace whatever the backbone started from
-        model = cls(cfg).to(map_location)
-        model.load_state_dict(state)
+        with rebuilding(path, "Stage II (Video2Pose)"):
+            cfg = Video2PoseConfig(**as_tuples(config["model_config"]))
+            cfg.pretrained = None  # the trained weights replace whatever the backbone started from
+            model = cls(cfg).to(map_location)
+            model.load_state_dict(state)
         model.frame_options = dict(config.get("frame_options") or {})
         model.teacher_sha256 = config.get("teacher_sha256")
         return model.eval()
