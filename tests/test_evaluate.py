@@ -123,3 +123,36 @@ def test_top_k_counts_a_skipped_utterance_as_misses_like_wer(tmp_path):
     assert m["top5"] == pytest.approx(100 * alone["top5"][0] / 6)  # the 3 glosses of "c" are misses
     assert m["top1"] == pytest.approx(100 * alone["top1"][0] / 6)
     assert table.set_index("utt_id").loc["c", "hypothesis"] == "" and m["deletions"] >= 3
+
+
+def test_decoding_longer_than_the_model_knows_stops_at_its_max_len():
+    """`decoding.max_len` above the Stage I's own `max_len` (a model trained elsewhere) decodes within the model's
+    positions instead of failing with an index error."""
+    import numpy as np
+    import torch
+
+    from pipeline.data import Utterance
+    from pipeline.decoding import DecodeConfig
+    from pipeline.nets.pose2gloss import Pose2Gloss, Pose2GlossConfig
+    from pipeline.recognition import nbest, pose2gloss_memory, recognize
+    from pipeline.vocab import EOS, Vocab
+
+    vocab = Vocab(tuple(f"G{i}" for i in range(6)))
+    torch.manual_seed(0)
+    model = Pose2Gloss(Pose2GlossConfig(vocab_size=len(vocab), d_track=8, unified_dim=16, unet_channels=(8,),
+                                        d_model=16, n_decoder_layers=1, n_decoder_heads=2, n_fusion_heads=2,
+                                        max_len=4, inference_steps=2)).eval()  # fmt: skip
+    with torch.no_grad():  # rigged: the decoder's output is always all ones, where G0 scores 16 and EOS -160
+        model.decoder.norm.weight.zero_()
+        model.decoder.norm.bias.fill_(1.0)
+        model.decoder.codebook.weight.zero_()
+        model.decoder.codebook.weight[vocab.encode("G0")[0]] = 1.0
+        model.decoder.codebook.weight[EOS] = -10.0
+    rng = np.random.default_rng(0)
+    data = [Utterance("u", rng.normal(size=(12, 1959)).astype(np.float32), np.ones((12, 5), bool),
+                      np.array([4, EOS]), "G0")]  # fmt: skip
+    for strategy in ("greedy", "beam"):
+        dcfg = DecodeConfig(strategy=strategy, beam_size=2, max_len=64, ctc_weight=0.0, repetition_penalty=1.0)
+        hyp = recognize(model, pose2gloss_memory(model), data, vocab, dcfg, topk=False)["hypotheses"][0]
+        assert hyp == "G0 G0 G0 G0"  # the model's max_len (4) reached, not decoding.max_len (64)
+    assert nbest(model, pose2gloss_memory(model), data, vocab, dcfg, k=1)[0][0][0] == "G0 G0 G0 G0"
