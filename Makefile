@@ -5,7 +5,7 @@ VENV := .venv
 STAMP := $(VENV)/.requirements.stamp
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: repro test test-all mutate bench lint venv specialists
+.PHONY: repro test test-all mutate faults bench lint venv specialists
 
 venv: $(STAMP)
 
@@ -30,6 +30,11 @@ test-all: $(STAMP)
 # realistic bugs planted one at a time in a scratch copy, each against the tests that must catch it
 mutate: $(STAMP)
 	python tools/mutate.py
+
+# every stage of a tiny `dvc repro` SIGKILLed at random points and rerun, against an uninterrupted run; two repros at
+# once; a full disk and a read-only output folder (tmpfs mounts, where allowed). Fast cases: tests/test_faults.py
+faults: $(STAMP)
+	OMP_NUM_THREADS=1 python tools/faults.py
 
 bench: $(STAMP)
 	dvc repro  # the extraction benchmarks read the pipeline's outputs (a no-op when up to date)

@@ -172,3 +172,19 @@ def test_a_full_disk_or_read_only_folder_is_one_line_and_keeps_the_previous_outp
     assert _file_bytes(store) == before  # the previous store, untouched
     monkeypatch.setattr(extract.np, "savez", real_savez)
     assert extract.extract_track("dwpose", corpus, tmp_path / "tracks", seed=2, workers=1)["resumed_batches"] == 3
+
+
+@pytest.mark.slow
+def test_dvc_repro_killed_in_training_reruns_to_the_uninterrupted_outputs(tmp_path):
+    """`make faults` in small: a tiny `dvc repro` SIGKILLed (DVC and the stage) inside Stage I training, rerun:
+    every cached output has the uninterrupted run's hash and `dvc status` is clean; then two `dvc repro` at once:
+    one ends in DVC's lock error and the outputs stay consistent."""
+    import importlib.util
+    import random
+
+    spec = importlib.util.spec_from_file_location("faults", Path(__file__).parents[1] / "tools/faults.py")
+    faults = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(faults)
+    rows = faults.kill_sweep(tmp_path, ["train_pose2gloss"], 1, random.Random(0))
+    assert [r["stage"] for r in rows] == ["train_pose2gloss", "two dvc repro at once"]
+    assert rows[0]["killed"] == [True] and all(r["matched"] for r in rows), faults.report(rows)

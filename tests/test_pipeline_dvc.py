@@ -65,10 +65,9 @@ def _stages_run(out: str) -> set[str]:
     return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
 
 
-@pytest.fixture
-def repo(tmp_path) -> Path:
-    """A fresh git + DVC repository holding the project's pipeline with a tiny corpus."""
-    repo = tmp_path / "repo"
+def make_repo(repo: Path) -> Path:
+    """A fresh git + DVC repository at `repo` holding the project's pipeline with a tiny corpus (also used by
+    `make faults`, tools/faults.py)."""
     repo.mkdir()
     for name in ("pipeline", "extractors", "external"):
         if (ROOT / name).exists():
@@ -95,10 +94,15 @@ def repo(tmp_path) -> Path:
     return repo
 
 
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    return make_repo(tmp_path / "repo")
+
+
 @pytest.mark.slow
 def test_repro_then_nothing_to_do_then_param_change_reruns_prepare(repo):
     out = _dvc("repro", cwd=repo).stdout
-    assert _stages_run(out) == {"prepare", "fuse"} | {f"extract@{t}" for t in TRACKS} | TRAINING
+    assert _stages_run(out) == {"check_params", "prepare", "fuse"} | {f"extract@{t}" for t in TRACKS} | TRAINING
     assert (repo / "data/features.zarr").exists()
     published = {f"{n}{e}" for n in ("best", "q25", "q50", "q75", "q100") for e in (".safetensors", ".json")}
     assert {p.name for p in (repo / "models/pose2gloss").iterdir()} == published
@@ -129,9 +133,16 @@ def test_repro_then_nothing_to_do_then_param_change_reruns_prepare(repo):
 def test_changing_one_extractor_reruns_only_it_and_fuse(repo):
     _dvc("repro", cwd=repo)
     _set_params(repo, "dwpose", options={"noise": 0.5})
-    assert _stages_run(_dvc("repro", cwd=repo).stdout) == {"extract@dwpose", "fuse"} | TRAINING
+    assert _stages_run(_dvc("repro", cwd=repo).stdout) == {"check_params", "extract@dwpose", "fuse"} | TRAINING
     _set_params(repo, "sapiens", enabled=False)  # disabling a track changes nothing upstream: only fuse reruns
-    assert _stages_run(_dvc("repro", cwd=repo).stdout) == {"fuse"} | TRAINING
+    assert _stages_run(_dvc("repro", cwd=repo).stdout) == {"check_params", "fuse"} | TRAINING
+    models = {p.name: p.read_bytes() for p in (repo / "models/pose2gloss").iterdir()}
+    _set_params(repo, "pose2gloss", lr="fast")  # a mistake: stopped by check_params, before any output is deleted
+    failed = _dvc("repro", cwd=repo, check=False)
+    assert failed.returncode != 0 and "Traceback" not in failed.stdout + failed.stderr
+    assert "params.yaml: pose2gloss.lr: expected a number, got 'fast'" in failed.stdout + failed.stderr
+    assert _stages_run(failed.stdout) == {"check_params"}
+    assert {p.name: p.read_bytes() for p in (repo / "models/pose2gloss").iterdir()} == models
 
 
 @pytest.mark.slow
@@ -153,7 +164,7 @@ def test_temperature_experiment_reruns_only_evaluation_and_tables(repo):
     _run(["git", "add", "-A"], repo)
     _run(["git", "commit", "-qm", "baseline"], repo)
     out = _dvc("exp", "run", "-S", "temperature=0.3", cwd=repo).stdout
-    assert _stages_run(out) == {"evaluate@pose2gloss", "evaluate@video2gloss", "tracks", "tables"}
+    assert _stages_run(out) == {"check_params", "evaluate@pose2gloss", "evaluate@video2gloss", "tracks", "tables"}
     diff = _dvc("metrics", "diff", "--json", cwd=repo).stdout
     changed = json.loads(diff)["metrics/pose2gloss.json"]
     assert changed["decoding.temperature"] == {"old": 0.7, "new": 0.3, "diff": pytest.approx(-0.4)}
