@@ -27,7 +27,7 @@ from tqdm import tqdm
 from pipeline import scoring
 from pipeline import training as training_module
 from pipeline import video as video_module
-from pipeline.checkpoints import model_paths, write_not_trained
+from pipeline.checkpoints import ModelFileError, model_paths, write_not_trained
 from pipeline.corpus.manifest import has_videos
 from pipeline.data import bucket_batches
 from pipeline.decoding import validation_decode
@@ -253,8 +253,11 @@ def main(argv: list[str] | None = None) -> None:
         write_metrics(args.metrics, {"trained": False, "reason": reason})
         print(f"train_video2pose: not trained: {reason}")
         return
-    summary = train(model_cfg, train_cfg, args.pose2gloss, args.features, args.corpus, args.out, args.frame_cache,
-                    args.live, work_dir=args.work)  # fmt: skip
+    try:
+        summary = train(model_cfg, train_cfg, args.pose2gloss, args.features, args.corpus, args.out,
+                        args.frame_cache, args.live, work_dir=args.work)  # fmt: skip
+    except ModelFileError as err:  # the frozen Stage I: missing, a pickle, or not a Stage I model
+        raise SystemExit(f"train_video2pose: {err}") from None
     write_metrics(args.metrics, summary)
     print(f"train_video2pose: best val WER {summary['best_val_wer']:.2f} in {summary['train_seconds']} s")
 

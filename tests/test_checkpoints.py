@@ -96,3 +96,33 @@ def test_a_published_model_round_trips_bitwise(tmp_path):
     assert config["model_config"]["d_track"] == 8 and set(state) == set(model.state_dict())
     with pytest.raises(FileNotFoundError, match="no published model"):
         load_model(tmp_path / "missing")
+
+
+def _commands(evil: pathlib.Path, corpus: pathlib.Path, tmp: pathlib.Path) -> dict:
+    """Every command that loads a model a user names, given the pickle `evil` in that place."""
+    from pipeline import evaluate, recognize, train_video2pose
+
+    out = ["--metrics-dir", str(tmp / "metrics")]
+    return {
+        "evaluate pose2gloss": lambda: evaluate.main(["pose2gloss", "--pose2gloss", str(evil), *out]),
+        "evaluate video2gloss": lambda: evaluate.main(["video2gloss", "--video2pose", str(evil), *out]),
+        "recognize": lambda: recognize.main([str(tmp / "a.pose"), "--pose2gloss", str(evil)]),
+        "train_video2pose (its frozen Stage I)": lambda: train_video2pose.main(
+            ["--pose2gloss", str(evil), "--corpus", str(corpus), "--out", str(tmp / "v2p"), "--work",
+             str(tmp / "work"), "--metrics", str(tmp / "m.json"), "--live", str(tmp / "live")]),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["evaluate pose2gloss", "evaluate video2gloss", "recognize",
+                                     "train_video2pose (its frozen Stage I)"])  # fmt: skip
+def test_every_command_refuses_a_pickled_model_and_runs_nothing(small_corpus, tmp_path, command):
+    """Evaluation, recognition and Stage II's frozen teacher, given a pickle whose loading would create a file: one
+    line naming it, and the file is never created."""
+    _, corpus, _ = small_corpus
+    marker = tmp_path / "pwned"
+    evil = _malicious(tmp_path / "best.pt", marker)
+    (tmp_path / "a.pose").write_bytes(b"never read")
+    with pytest.raises(SystemExit) as ended:
+        _commands(evil, corpus, tmp_path)[command]()
+    assert "never unpickles a .pt file" in str(ended.value) and "\n" not in str(ended.value)
+    assert not marker.exists()
