@@ -331,16 +331,27 @@ class _Recompute:
         return state[0][kept], state[1]
 
 
+@dataclass(frozen=True)
+class DecoderLogits:
+    """`next_logits(tokens (N, n), rows (N,)) -> (N, V)` of a Stage I decoder over a batch's memory (what
+    `Pose2Gloss.next_logits_fn` gives): the decoder re-read whole at each step, or, through `as_step_model`,
+    incrementally when `GlossDecoderSteps` reproduces it."""
+
+    decoder: nn.Module  # (tokens (N, n), memory (N, T, d), frame_pad (N, T)) -> logits (N, n, V)
+    memory: torch.Tensor  # (B, T, d)
+    frame_pad: torch.Tensor  # (B, T)
+
+    def __call__(self, tokens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return self.decoder(tokens, self.memory[rows], self.frame_pad[rows])[:, -1]
+
+
 def as_step_model(next_logits: NextLogits | StepModel) -> StepModel:
-    """A `StepModel` as is; the closure of `Pose2Gloss.next_logits_fn` (what `recognize` decodes with) as the
-    incremental `GlossDecoderSteps` of its decoder, when that decoder is one it reproduces; any other
-    `next_logits` re-read prefix by prefix. (Unwrapping the closure keeps the callers unchanged.)"""
+    """A `StepModel` as is; a `DecoderLogits` as the incremental `GlossDecoderSteps` of its decoder, when that
+    decoder is one it reproduces; any other `next_logits` re-read prefix by prefix."""
     if all(hasattr(next_logits, name) for name in ("start", "step", "select")):
         return next_logits  # type: ignore[return-value]
-    if getattr(next_logits, "__qualname__", "") == "Pose2Gloss.next_logits_fn.<locals>.next_logits":
-        cells = dict(zip(next_logits.__code__.co_freevars, (c.cell_contents for c in next_logits.__closure__)))
-        if GlossDecoderSteps.supports(cells["self"].decoder):
-            return GlossDecoderSteps(cells["self"].decoder, cells["memory"], cells["frame_pad"])
+    if isinstance(next_logits, DecoderLogits) and GlossDecoderSteps.supports(next_logits.decoder):
+        return GlossDecoderSteps(next_logits.decoder, next_logits.memory, next_logits.frame_pad)
     return _Recompute(next_logits)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -26,6 +25,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 from pipeline.checkpoints import as_tuples, load_model, rebuilding
+from pipeline.decoding import DecoderLogits
 from pipeline.layout import FUSED, FusedLayout
 from pipeline.vocab import BOS, EOS, PAD
 
@@ -316,15 +316,9 @@ class Pose2Gloss(nn.Module):
         ctc_logp = self.ctc_head(f).float().log_softmax(-1) if self.ctc_trained else None
         return self.decoder.memory(z0, frame_pad), ctc_logp
 
-    def next_logits_fn(
-        self, memory: torch.Tensor, frame_pad: torch.Tensor
-    ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def next_logits_fn(self, memory: torch.Tensor, frame_pad: torch.Tensor) -> DecoderLogits:
         """`next_logits(tokens (N, n), rows (N,)) -> (N, V)`, what `pipeline.decoding` searches with."""
-
-        def next_logits(tokens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-            return self.decoder(tokens, memory[rows], frame_pad[rows])[:, -1]
-
-        return next_logits
+        return DecoderLogits(self.decoder, memory, frame_pad)
 
     def predict_noise(self, z_t: torch.Tensor, t: torch.Tensor, f: torch.Tensor, scheduler) -> torch.Tensor:
         """The noise estimate of Eq. 8, eps = (z_t - sqrt(abar) z0_hat) / sqrt(1 - abar), from the UNet's z0."""
