@@ -22,7 +22,7 @@ def _file_bytes(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("dvc_deleted_the_curves", [False, True])
-def test_killed_training_resumes_with_the_uninterrupted_file_bytes(features, tmp_path, dvc_deleted_the_curves):
+def test_killed_training_resumes_with_the_uninterrupted_curves(features, tmp_path, dvc_deleted_the_curves):
     """A resumed run's DVCLive curves are rebuilt from the checkpointed history: steps 0, 1, 2 (not 0, 0, 1) and the
     same values as an uninterrupted run, whether the killed run's truncated curves are still there or DVC removed
     them with the stage's outputs."""
