@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> None:
         reason = (f"{args.corpus} has no videos (a corpus of .pose files): Stage II learns from video, so it is not "
                   "trained; Stage I serves the pose files")  # fmt: skip
         write_not_trained(args.out, reason)
+        write_not_trained(args.live, reason)  # the curves' folder is an output too: it says why it has no curves
         write_metrics(args.metrics, {"trained": False, "reason": reason})
         print(f"train_video2pose: not trained: {reason}")
         return

@@ -131,6 +131,7 @@ def test_repro_on_a_folder_of_pose_files(repo):  # noqa: F811
         assert not store.read_all("mask").any() and report["skipped"] == []
         assert report["backend"] == ("posefile" if track == "dwpose" else "none")  # Holistic files: no DWPose
     assert json.loads((repo / "metrics/video2pose_train.json").read_text())["trained"] is False
+    assert "no videos" in json.loads((repo / "metrics/train_video2pose/NOT_TRAINED.json").read_text())["reason"]
     assert "no videos" in json.loads((repo / "metrics/video2gloss.json").read_text())["not_evaluated"]
     assert "test" in json.loads((repo / "metrics/pose2gloss.json").read_text())
     assert "Running stage" not in _dvc("repro", cwd=repo).stdout
