@@ -183,7 +183,8 @@ def report(rows: list[dict]) -> str:
     lines.append(f"{tried} kill points tried, {killed} landed inside their stage (the others: the stage ended first); "
                  f"{sum(r['matched'] for r in rows)}/{len(rows)} checks matched")  # fmt: skip
     if RWLOCK_REPAIRS:
-        lines.append(f"DVC's .dvc/tmp/rwlock left unreadable by a kill {len(RWLOCK_REPAIRS)} time(s): removed, then rerun")
+        lines.append(f"DVC's .dvc/tmp/rwlock left unreadable by a kill {len(RWLOCK_REPAIRS)} time(s): removed, "
+                     "then rerun")  # fmt: skip
     return "\n".join(lines)
 
 
