@@ -296,8 +296,7 @@ def _check_decoding(params: Mapping) -> None:
 
 def _cross_field_rules(params: Mapping) -> None:
     """Rules that join fields: each names the params to change."""
-    m, _ = pose2gloss_configs(dict(params.get("pose2gloss") or {}), seed=0)
-    t = TrainConfig(**{k: v for k, v in (params.get("pose2gloss") or {}).items() if k in _names(TrainConfig)})
+    m, t = pose2gloss_configs(dict(params.get("pose2gloss") or {}), seed=0)
     rules = [
         (m.d_model % m.n_decoder_heads == 0, "pose2gloss.d_model must be a multiple of pose2gloss.n_decoder_heads"),
         (m.d_track % m.n_fusion_heads == 0, "pose2gloss.d_track must be a multiple of pose2gloss.n_fusion_heads"),
