@@ -162,6 +162,7 @@ class TrainingRun:
         self.state = {"epoch": 0, "batch": 0, "step": 0, "best_wer": float("inf"), "history": [], "sums": {}}
         self.t0, self.steps_this_run = time.perf_counter(), 0
         self._resume()
+        self.seconds_before = self.state.get("seconds", 0.0)  # spent by earlier processes of a resumed run
         self.live = self._open_curves(live_dir)
         self.bar = tqdm(total=total_steps, initial=self.state["step"], desc=stage, unit="step", mininterval=2.0)
 
@@ -297,10 +298,15 @@ class TrainingRun:
             "steps": self.step_count,
             "best_val_wer": self.state["best_wer"],
             "final": self.state["history"][-1] if self.state["history"] else {},
-            "train_seconds": round(time.perf_counter() - self.t0, 1),
+            "train_seconds": round(self._seconds(), 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "device": str(device),
         }
+
+    def _seconds(self) -> float:
+        """Training time of the whole run: this process's and that of the processes it resumed from, up to their
+        last checkpoint (the steps a killed process did after it are redone, and counted, here)."""
+        return self.seconds_before + time.perf_counter() - self.t0
 
     def _weights(self, name: str) -> Path:
         return self.work / f"{name}.safetensors"
@@ -313,6 +319,7 @@ class TrainingRun:
         """`last.pt` through a temporary file: a run killed while saving never leaves a truncated checkpoint."""
         ck = {name: obj.state_dict() for name, obj in self.stateful.items()}
         ck |= {"generators": {n: g.get_state() for n, g in self.generators.items()}, "torch_rng": torch.get_rng_state()}
+        self.state["seconds"] = self._seconds()
         ck |= {"state": self.state, "fingerprint": self.fingerprint}
         tmp = self.work / "last.pt.tmp"
         torch.save(ck, tmp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -132,6 +133,21 @@ def test_kill_and_resume_gives_the_same_weights(features, tmp_path):
     curve = (tmp_path / "live/plots/metrics/val/wer.tsv").read_text().splitlines()
     assert len(curve) == 1 + t1.epochs  # header + one validation WER per epoch, for `dvc plots show`
     assert (tmp_path / "live/plots/metrics/train/text.tsv").exists()
+
+
+def test_a_resumed_run_reports_the_training_time_of_all_its_processes(features, tmp_path):
+    corpus, store = features
+    m, t = configs_from_params(dict(TINY_MODEL, epochs=1), seed=3)
+    work = tmp_path / "work"
+    assert train(m, t, store, corpus, tmp_path / "out", max_steps=2, work_dir=work) == {"stopped_at_step": 2}
+    ck = torch.load(work / "last.pt", weights_only=True)
+    assert ck["state"]["seconds"] > 0  # the killed process's time, up to its checkpoint
+    ck["state"]["seconds"] = 1000.0  # as if the killed process had trained for 1000 s
+    torch.save(ck, work / "last.pt")
+    started = time.perf_counter()
+    m, t = configs_from_params(dict(TINY_MODEL, epochs=1), seed=3)
+    summary = train(m, t, store, corpus, tmp_path / "out", work_dir=work)
+    assert 1000.0 <= summary["train_seconds"] <= 1000.0 + time.perf_counter() - started + 0.1
 
 
 def test_a_checkpoint_from_other_params_is_not_resumed(features, tmp_path, capsys):
