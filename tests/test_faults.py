@@ -12,13 +12,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.train_pose2gloss import configs_from_params, train
+from tools.faults import folder_bytes
 
 TINY = dict(d_track=16, unified_dim=32, unet_channels=[8, 16], d_model=32, n_decoder_layers=1, n_decoder_heads=2,
             n_fusion_heads=2, batch_size=8, epochs=2, checkpoint_every=1)  # fmt: skip
-
-
-def _file_bytes(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("dvc_deleted_the_curves", [False, True])
@@ -39,7 +36,7 @@ def test_killed_training_resumes_with_the_uninterrupted_curves(features, tmp_pat
     train(*configs_from_params(dict(TINY), seed=3), store, corpus, tmp_path / "out", live, work_dir=work)
     wer = (live / "plots/metrics/val/wer.tsv").read_text().splitlines()
     assert [line.split("\t")[0] for line in wer] == ["step", "0", "1"]
-    assert _file_bytes(live) == _file_bytes(tmp_path / "live_whole")
+    assert folder_bytes(live) == folder_bytes(tmp_path / "live_whole")
 
 
 def _four_utterances(small_corpus, tmp_path: Path) -> Path:
@@ -154,7 +151,7 @@ def test_a_full_disk_or_read_only_folder_is_one_line_and_keeps_the_previous_outp
     argv = ["dwpose", "--corpus", str(corpus), "--out", str(tmp_path / "tracks"), "--workers", "1"]
     extract.main(argv)
     store = tmp_path / "tracks/dwpose.zarr"
-    before = _file_bytes(store)
+    before = folder_bytes(store)
     real_savez, saved = np.savez, []
 
     def full_after_three(path, **arrays):
@@ -169,7 +166,7 @@ def test_a_full_disk_or_read_only_folder_is_one_line_and_keeps_the_previous_outp
         run_cli(lambda: extract.main(argv))
     message = str(ended.value)
     assert says in message and "batch_0000003" in message and "\n" not in message
-    assert _file_bytes(store) == before  # the previous store, untouched
+    assert folder_bytes(store) == before  # the previous store, untouched
     monkeypatch.setattr(extract.np, "savez", real_savez)
     assert extract.extract_track("dwpose", corpus, tmp_path / "tracks", seed=2, workers=1)["resumed_batches"] == 3
 

@@ -153,14 +153,14 @@ def disk_faults(work: Path) -> list[dict]:
     rows = []
     try:
         shutil.copytree(repo / "data/tracks/dwpose.zarr", mount / "dwpose.zarr")
-        before = _bytes(mount / "dwpose.zarr")
+        before = folder_bytes(mount / "dwpose.zarr")
         for case, remount in (("full disk", None), ("read-only folder", "remount,ro")):
             if remount:
                 subprocess.run(["mount", "-o", remount, str(mount)], check=True)
             run = subprocess.run([sys.executable, "-m", "pipeline.extract", "dwpose", "--out", str(mount),
                                   "--workers", "1"], cwd=repo, env=_env(), capture_output=True, text=True)  # fmt: skip
             one_line = run.returncode != 0 and len(run.stderr.strip().splitlines()[-1:]) == 1
-            ok = one_line and "Traceback" not in run.stderr and _bytes(mount / "dwpose.zarr") == before
+            ok = one_line and "Traceback" not in run.stderr and folder_bytes(mount / "dwpose.zarr") == before
             rows.append({"stage": f"extract: {case}", "seconds": 0, "kill_points": [], "killed": [], "matched": ok,
                          "differs": [] if ok else [run.stderr[-400:]]})  # fmt: skip
     finally:
@@ -168,7 +168,8 @@ def disk_faults(work: Path) -> list[dict]:
     return rows
 
 
-def _bytes(folder: Path) -> dict[str, bytes]:
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` by its relative path: two trees compare equal only byte for byte."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
