@@ -6,6 +6,8 @@ import math
 
 import pytest
 
+from pipeline import specialists
+from pipeline.layout import TRACK_ORDER
 from pipeline.track_subsets import compare, subsets, table, wer_with_error
 
 
@@ -41,3 +43,29 @@ def test_the_bound_per_subset():
     assert "within_bound" not in rows["without sapiens"] and "not trained" in table(rows)
     better = compare({"all five": {"wer": 20.0, "wer_se": 2.0}}, specialists)["all five"]
     assert better["within_bound"]  # better than the specialist by more than one SE is no loss
+
+
+def test_specialists_train_each_subset_alone_without_subset_training_and_resume(tmp_path, monkeypatch):
+    trained = []
+
+    def fake_train(model_cfg, train_cfg, features, corpus, folder, work_dir=None):
+        trained.append(train_cfg)
+        return {"train_seconds": 1.0, "best_val_wer": 50.0}
+
+    monkeypatch.setattr(specialists, "train", fake_train)
+    monkeypatch.setattr(specialists, "features_fingerprint", lambda features: "f1")
+    monkeypatch.setattr(specialists.Pose2Gloss, "from_checkpoint", classmethod(lambda cls, path: None))
+    monkeypatch.setattr(specialists, "evaluate_subset", lambda *a: {"wer": 30.0, "wer_se": 2.0, "utterances": 60})
+    params = {"seed": 5, "pose2gloss": {"epochs": 3, "aug_track_subsets": [0.2, 0.9]}}
+    out = tmp_path / "specialists.json"
+    specialists.train_specialists(params, "f", "c", tmp_path / "models", out, only=["only dwpose", "all five"])
+    assert [c.tracks for c in trained] == [tuple(TRACK_ORDER), ("dwpose",)]
+    assert all(c.aug_track_subsets == (0.0, 0.0) and c.epochs == 3 and c.seed == 5 for c in trained)
+    report = specialists.train_specialists(params, "f", "c", tmp_path / "models", out, only=["all five"])
+    assert len(trained) == 2 and sorted(report["subsets"]) == ["all five", "only dwpose"]  # done: not retrained
+    params["pose2gloss"]["epochs"] = 4  # another recipe: nothing before is comparable
+    report = specialists.train_specialists(params, "f", "c", tmp_path / "models", out, only=["all five"])
+    assert len(trained) == 3 and sorted(report["subsets"]) == ["all five"]
+    monkeypatch.setattr(specialists, "features_fingerprint", lambda features: "f2")  # other features: the same
+    report = specialists.train_specialists(params, "f", "c", tmp_path / "models", out, only=["only dwpose"])
+    assert len(trained) == 4 and sorted(report["subsets"]) == ["only dwpose"]
