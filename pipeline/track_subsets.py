@@ -75,10 +75,9 @@ def compare(default: dict, specialists: dict) -> dict:
         s = (specialists.get("subsets") or {}).get(name)
         row = {"tracks": list(subsets()[name]), "default": d, "specialist": s}
         if s is not None:
-            row["ratio"] = round(d["wer"] / max(s["wer"], 1e-9), 3)
-            row["within_bound"] = bool(
-                d["wer"] <= s["wer"] + s["wer_se"] if name == "all five" else row["ratio"] <= BOUND
-            )
+            ratio = d["wer"] / max(s["wer"], 1e-9)
+            row["ratio"] = round(ratio, 3)
+            row["within_bound"] = bool(d["wer"] <= s["wer"] + s["wer_se"] if name == "all five" else ratio <= BOUND)
         out[name] = row
     return out
 

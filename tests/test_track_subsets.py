@@ -43,6 +43,8 @@ def test_the_bound_per_subset():
     assert "within_bound" not in rows["without sapiens"] and "not trained" in table(rows)
     better = compare({"all five": {"wer": 20.0, "wer_se": 2.0}}, specialists)["all five"]
     assert better["within_bound"]  # better than the specialist by more than one SE is no loss
+    edge = compare({"only dwpose": {"wer": 61.43, "wer_se": 2.0}}, {"subsets": {"only dwpose": {"wer": 51.19}}})
+    assert edge["only dwpose"]["ratio"] == 1.2 and not edge["only dwpose"]["within_bound"]  # 1.20004: over, unrounded
 
 
 def test_specialists_train_each_subset_alone_without_subset_training_and_resume(tmp_path, monkeypatch):
