@@ -148,6 +148,18 @@ def augment(
     return Utterance(u.utt_id, x, m, u.target, u.glosses)
 
 
+def keep_one_track(u: Utterance, rng: np.random.Generator, track_dims: tuple[int, ...]) -> Utterance:
+    """`u` with one of its present tracks, drawn uniformly, and the others masked: Stage I's solo phase."""
+    present = np.flatnonzero(u.track_mask.any(0))
+    if len(present) == 0:
+        return u
+    m = np.zeros_like(u.track_mask)
+    k = rng.choice(present)
+    m[:, k] = u.track_mask[:, k]
+    return Utterance(u.utt_id, (u.features * np.repeat(m, track_dims, axis=1)).astype(np.float32), m, u.target,
+                     u.glosses)  # fmt: skip
+
+
 def length_batches(items: list, batch_size: int) -> list[list]:
     """Items (anything with `n_frames`) in batches of similar length, shortest first: less padding to decode."""
     order = sorted(range(len(items)), key=lambda i: items[i].n_frames)

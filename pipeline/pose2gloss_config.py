@@ -37,6 +37,8 @@ class TrainConfig:
     aug_noise: float = 0.0  # data.augment: Gaussian feature noise (normalised units)
     aug_track_subsets: tuple[float, float] = (0.0, 0.0)  # data.augment: share of utterances trained on a random
     # subset of their tracks, start -> end (docs/POSE2GLOSS.md, "Missing tracks")
+    solo_epochs: int = 0  # after training, epochs that train solo encoders on one-track utterances, the rest frozen
+    # (docs/POSE2GLOSS.md, "Solo encoders"); 0 = none. A model reading one track has none.
     tracks: tuple[str, ...] | None = None  # None: all five; else only these (single-track ablations)
     frame_stride: int = 2
     max_frames: int = 256

@@ -8,10 +8,16 @@ to `models/pose2gloss/` the weights (`.safetensors` + `.json`, `pipeline.checkpo
 training (`q25` ... `q100`, Fig. 3) and the best on validation WER (`best`); `models/.work/pose2gloss/last.pt`
 is the resume point of a killed run (`pipeline.training.TrainingRun`; never published). DVCLive curves go to
 `metrics/train_pose2gloss/`.
+
+Then, for a model that reads more than one track, the solo phase (`solo_epochs`; docs/POSE2GLOSS.md, "Solo
+encoders"): `best` gets one solo encoder per track, a copy of its trained encoder, that reads the frames where the
+track is the only one present; they alone are trained, on one-track utterances, and `best` is published again with
+them (curves in `metrics/train_pose2gloss/solo/`, resume point in `models/.work/pose2gloss/solo/`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -22,7 +28,17 @@ import torch
 from pipeline import data as data_module
 from pipeline import scoring
 from pipeline import training as training_module
-from pipeline.data import Utterance, augment, bucket_batches, collate, feature_layout, input_spec, load_split
+from pipeline.checkpoints import load_model
+from pipeline.data import (
+    Utterance,
+    augment,
+    bucket_batches,
+    collate,
+    feature_layout,
+    input_spec,
+    keep_one_track,
+    load_split,
+)
 from pipeline.decoding import validation_decode
 from pipeline.devices import autocast, resolve_device, set_training_threads
 from pipeline.nets import losses as losses_module
@@ -146,8 +162,10 @@ def train(
     gen = torch.Generator().manual_seed(cfg.seed)  # noise and scheduled sampling: one stream across steps
     code = [sys.modules[__name__], sys.modules[TrainConfig.__module__], pose2gloss_net, losses_module, data_module,
             training_module]  # fmt: skip
+    # the solo phase's length is not part of this phase's identity: changing it keeps this phase's finished run
+    main_fingerprint = run_fingerprint([model_cfg, dataclasses.replace(cfg, solo_epochs=0)], code, features, corpus)
     run = TrainingRun(
-        "train_pose2gloss", work_dir or out_dir, out_dir, run_fingerprint([model_cfg, cfg], code, features, corpus),
+        "train_pose2gloss", work_dir or out_dir, out_dir, main_fingerprint,
         total, cfg.seed, live_dir, max_steps, quarters=True, checkpoint_every=cfg.checkpoint_every,
         generators={"noise": gen}, model=model, weighting=weighting, optimizer=opt, lr_scheduler=lr_sched,
     )  # fmt: skip
@@ -167,6 +185,56 @@ def train(
             if run.backward(loss, losses, len(order), cfg.grad_accum) and run.step(params, cfg.clip):
                 return run.stopped()
         run.end_epoch({"val/wer": validation_wer(model, val_data, vocab, device)} if val_data else {})
+    summary = run.finish(device)
+    if cfg.solo_epochs <= 0 or sum(model.tracks_read()) < 2:
+        return summary
+    model.load_state_dict(load_model(Path(work_dir or out_dir) / "best", device)[0])
+    solo = train_solo(
+        model, cfg, train_data, device, run_fingerprint([model_cfg, cfg], code, features, corpus),
+        Path(work_dir or out_dir) / "solo", out_dir, live_dir and Path(live_dir) / "solo",
+        None if max_steps is None else max_steps - run.steps_this_run,
+    )  # fmt: skip
+    if "stopped_at_step" in solo:
+        return solo
+    return summary | {"solo": {k: solo[k] for k in ("epochs", "steps", "final", "train_seconds")}}  # nothing validated
+
+
+def train_solo(
+    model: Pose2Gloss, cfg: TrainConfig, train_data: list[Utterance], device: torch.device, fingerprint: str,
+    work_dir: Path, out_dir: str | os.PathLike, live_dir: Path | None = None, max_steps: int | None = None,
+) -> dict:  # fmt: skip
+    """The solo phase: solo encoders copied from the trained ones, trained alone for `cfg.solo_epochs` on
+    one-track utterances with the losses and weights the main phase ends with (no L_noise, no teacher forcing);
+    publishes `best` with them (the last weights: the shared model is `best` already, and only one-track frames
+    read what changes)."""
+    model.cfg.solo_encoders = True
+    model.encoders.add_solo()
+    model.requires_grad_(False)
+    params = list(model.encoders.solo.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    opt, lr_sched, total = optimiser(params, dataclasses.replace(cfg, epochs=cfg.solo_epochs), len(train_data))
+    sched, _ = make_schedulers(model.cfg)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    run = TrainingRun(
+        "train_pose2gloss solo", work_dir, out_dir, fingerprint, total, cfg.seed, live_dir, max_steps,
+        checkpoint_every=cfg.checkpoint_every, generators={"noise": gen}, model=model, optimizer=opt,
+        lr_scheduler=lr_sched,
+    )  # fmt: skip
+    weighting, weights = LossWeighting(learnable=False), loss_weights(cfg, 1.0)
+    while run.epoch < cfg.solo_epochs:
+        order = bucket_batches([len(u.features) for u in train_data], cfg.batch_size,
+                               np.random.default_rng([cfg.seed, run.epoch]))  # fmt: skip
+        model.train()
+        for idx in run.remaining(order):
+            rng = run.step_rng()
+            items = [keep_one_track(train_data[i], rng, model.cfg.track_dims) for i in idx]
+            batch = {k: v.to(device) for k, v in collate(items).items()}
+            with autocast(device):
+                losses = training_losses(model, batch, cfg, 1.0, sched, gen)
+            if run.backward(weighting(losses, weights), losses, len(order), 1) and run.step(params, cfg.clip):
+                return run.stopped()
+        run.end_epoch({})
     return run.finish(device)
 
 
@@ -176,7 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     model_cfg, train_cfg = configs_from_params(params.get("pose2gloss", {}) or {}, int(params.get("seed", 0)))
     summary = train(model_cfg, train_cfg, args.features, args.corpus, args.out, args.live, work_dir=args.work)
     write_metrics(args.metrics, summary)
-    print(f"train_pose2gloss: best val WER {summary['best_val_wer']:.2f} in {summary['train_seconds']} s")
+    solo = f", solo phase {summary['solo']['train_seconds']} s" if "solo" in summary else ""
+    print(f"train_pose2gloss: best val WER {summary['best_val_wer']:.2f} in {summary['train_seconds']} s{solo}")
 
 
 if __name__ == "__main__":

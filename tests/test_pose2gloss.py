@@ -152,7 +152,7 @@ def test_masked_tracks_get_no_attention_and_the_fused_vector_reads_the_present_t
     weights = _record_attention(model.fusion.attn)
     with torch.no_grad():
         f, _ = model.encode(x, mask)
-        enc = model.encoders(x * mask.repeat_interleave(torch.tensor(model.cfg.track_dims), -1))
+        enc = model.encoders(x * mask.repeat_interleave(torch.tensor(model.cfg.track_dims), -1), mask)
         tokens = enc + model.fusion.track_embed
     if fusion:
         w = weights[0].reshape(3, 11, 2, 5, 5)[mask.any(-1)]  # frames with a track: (N, heads, query, key)
@@ -176,6 +176,27 @@ def _smoothed_cross_entropy_by_hand(logits: torch.Tensor, targets: torch.Tensor,
         logp = logits[b, pos].double().log_softmax(-1)
         losses.append(-(1 - eps) * logp[targets[b, pos]] - eps * logp.mean())
     return float(sum(losses) / len(losses))
+
+
+def test_solo_encoders_read_exactly_the_frames_where_their_track_is_alone():
+    torch.manual_seed(0)
+    model = Pose2Gloss(_cfg()).eval()
+    x, mask, _, _ = _batch()
+    mask[0, :5] = torch.tensor([False, False, False, True, False])  # primedepth alone
+    mask[1, 6:] = torch.tensor([False, True, True, False, False])  # two tracks: not alone
+    mask[2, 2:4] = torch.tensor([True, False, False, False, False])  # smplerx alone
+    with torch.no_grad():
+        shared = model.encoders(x, mask)
+        model.encoders.add_solo()  # copies of the shared encoders: nothing changes yet
+        torch.testing.assert_close(model.encoders(x, mask), shared, rtol=0, atol=0)
+        for p in model.encoders.solo.parameters():
+            p.add_(0.5)
+        solo = model.encoders(x, mask)
+    alone = torch.zeros_like(mask)
+    alone[0, :5, 3] = alone[2, 2:4, 0] = True
+    torch.testing.assert_close(solo[~alone], shared[~alone], rtol=0, atol=0)
+    assert (solo[alone] - shared[alone]).abs().amin(-1).gt(0).all()  # every one-track frame, every feature
+    assert Pose2Gloss(_cfg(solo_encoders=True)).state_dict().keys() == model.state_dict().keys()
 
 
 def test_text_loss_is_label_smoothed_cross_entropy_by_hand():

@@ -34,7 +34,8 @@ def models(features, tmp_path_factory):
 
     corpus, store = features
     out = tmp_path_factory.mktemp("models")
-    m, t = stage1_configs(dict(TINY_STAGE1, aug_track_subsets=[0.5, 0.5]), seed=1)
+    # with solo encoders, as the default: a one-track .pose file is read by its track's solo encoder
+    m, t = stage1_configs(dict(TINY_STAGE1, aug_track_subsets=[0.5, 0.5], solo_epochs=1), seed=1)
     train_stage1(m, t, store, corpus, out / "pose2gloss")
     m2, t2 = stage2_configs(dict(TINY, epochs=1), seed=1)
     train_stage2(m2, t2, out / "pose2gloss/best", store, corpus, out / "video2pose", out / "cache")
@@ -70,6 +71,7 @@ def test_pose_files_get_the_hypotheses_of_the_mediapipe_only_evaluation(models, 
     vocab = Vocab.load(corpus / "vocab.json")
     data = [u for u in load_split(store, corpus, vocab, "test", tracks=("mediapipe",), **{
         k: v for k, v in model.data_options.items() if k != "tracks"}) if u.utt_id in ids]  # fmt: skip
+    assert model.encoders.solo is not None
     rec = recognize(model, pose2gloss_memory(model), data, vocab, decode_config(PARAMS), 8, topk=False)
     expected = dict(zip(rec["utt_id"], rec["hypotheses"]))
     for utt, r in zip(ids, results):

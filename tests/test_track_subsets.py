@@ -58,11 +58,12 @@ def test_specialists_train_each_subset_alone_without_subset_training_and_resume(
     monkeypatch.setattr(specialists, "features_fingerprint", lambda features: "f1")
     monkeypatch.setattr(specialists.Pose2Gloss, "from_checkpoint", classmethod(lambda cls, path: None))
     monkeypatch.setattr(specialists, "evaluate_subset", lambda *a: {"wer": 30.0, "wer_se": 2.0, "utterances": 60})
-    params = {"seed": 5, "pose2gloss": {"epochs": 3, "aug_track_subsets": [0.2, 0.9]}}
+    params = {"seed": 5, "pose2gloss": {"epochs": 3, "aug_track_subsets": [0.2, 0.9], "solo_epochs": 30}}
     out = tmp_path / "specialists.json"
     specialists.train_specialists(params, "f", "c", tmp_path / "models", out, only=["only dwpose", "all five"])
     assert [c.tracks for c in trained] == [tuple(TRACK_ORDER), ("dwpose",)]
-    assert all(c.aug_track_subsets == (0.0, 0.0) and c.epochs == 3 and c.seed == 5 for c in trained)
+    assert all(c.aug_track_subsets == (0.0, 0.0) and c.solo_epochs == 0 and c.epochs == 3 and c.seed == 5
+               for c in trained)  # fmt: skip
     report = specialists.train_specialists(params, "f", "c", tmp_path / "models", out, only=["all five"])
     assert len(trained) == 2 and sorted(report["subsets"]) == ["all five", "only dwpose"]  # done: not retrained
     params["pose2gloss"]["epochs"] = 4  # another recipe: nothing before is comparable

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -13,7 +14,15 @@ import zarr
 from pipeline import scoring, train_pose2gloss
 from pipeline.checkpoints import load_model
 from pipeline.corpus.manifest import read_manifest
-from pipeline.data import FeatureStoreError, Utterance, augment, bucket_batches, collate, load_split
+from pipeline.data import (
+    FeatureStoreError,
+    Utterance,
+    augment,
+    bucket_batches,
+    collate,
+    keep_one_track,
+    load_split,
+)
 from pipeline.decoding import DecodeConfig
 from pipeline.evaluate import evaluate_pose2gloss
 from pipeline.layout import FUSED
@@ -133,6 +142,44 @@ def test_kill_and_resume_gives_the_same_weights(features, tmp_path):
     curve = (tmp_path / "live/plots/metrics/val/wer.tsv").read_text().splitlines()
     assert len(curve) == 1 + t1.epochs  # header + one validation WER per epoch, for `dvc plots show`
     assert (tmp_path / "live/plots/metrics/train/text.tsv").exists()
+
+
+def test_the_solo_phase_trains_only_the_solo_encoders_and_resumes_bitwise(features, tmp_path):
+    corpus, store = features
+    params = dict(TINY_MODEL, aug_track_subsets=[0.2, 0.6], solo_epochs=2)
+    m1, t1 = configs_from_params(params, seed=3)
+    whole = train(m1, t1, store, corpus, tmp_path / "whole", live_dir=tmp_path / "live")
+    assert whole["steps"] == 8 and whole["solo"]["steps"] == 8  # two epochs of four batches each
+    json.dumps(whole, allow_nan=False)  # the stage's metrics file is strict JSON (nothing validated: no infinity)
+    m2, t2 = configs_from_params(params, seed=3)
+    work = tmp_path / "work"
+    stopped = train(m2, t2, store, corpus, tmp_path / "resumed", max_steps=11, work_dir=work)  # killed: solo phase
+    assert stopped == {"stopped_at_step": 3} and (work / "solo/last.pt").exists()
+    shutil.rmtree(tmp_path / "resumed")
+    m3, t3 = configs_from_params(params, seed=3)
+    train(m3, t3, store, corpus, tmp_path / "resumed", work_dir=work)
+    for name in ("best.safetensors", "best.json", "q100.safetensors"):
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "resumed" / name).read_bytes()
+    published, _ = load_model(tmp_path / "resumed/best")
+    before, _ = load_model(work / "best")  # the main phase's best
+    solo = {k for k in published if k.startswith("encoders.solo.")}
+    assert solo and published.keys() - solo == before.keys()
+    for k in before:  # frozen bit for bit
+        torch.testing.assert_close(published[k], before[k], rtol=0, atol=0)
+    trained = [k for k in solo if not torch.equal(published[k], before[k.replace(".solo.", ".encoders.")])]
+    assert {k.split(".")[2] for k in trained} == {str(i) for i in range(5)}  # every track's solo encoder learned
+    model = Pose2Gloss.from_checkpoint(tmp_path / "resumed/best")
+    assert model.cfg.solo_encoders and model.encoders.solo is not None
+    assert not Pose2Gloss.from_checkpoint(tmp_path / "resumed/q100").cfg.solo_encoders  # the main phase's quarters
+    curve = (tmp_path / "live/solo/plots/metrics/train/text.tsv").read_text().splitlines()
+    assert len(curve) == 1 + 2 and (tmp_path / "live/plots/metrics/val/wer.tsv").exists()
+
+
+def test_a_one_track_model_has_no_solo_phase(features, tmp_path):
+    corpus, store = features
+    m, t = configs_from_params(dict(TINY_MODEL, epochs=1, tracks=["dwpose"], solo_epochs=2), seed=3)
+    summary = train(m, t, store, corpus, tmp_path / "one")
+    assert "solo" not in summary and not Pose2Gloss.from_checkpoint(tmp_path / "one/best").cfg.solo_encoders
 
 
 def test_a_resumed_run_reports_the_training_time_of_all_its_processes(features, tmp_path):
@@ -276,6 +323,21 @@ def test_augment_track_subsets_cover_every_subset_size_and_keep_at_least_one():
     half = [augment(u, np.random.default_rng(s), FUSED.dims, track_subset=0.5).track_mask.any(0).all()
             for s in range(400)]  # fmt: skip
     assert 150 < sum(half) < 250  # about half the utterances keep all their tracks
+
+
+def test_keep_one_track_keeps_one_present_track_whole_and_draws_each():
+    u = _utterance()
+    u.track_mask[:, 2] = False  # mediapipe absent: never drawn
+    u.track_mask[5:9, 0] = False  # smplerx lost for some frames: they stay lost
+    dims = np.array(FUSED.dims)
+    drawn = []
+    for seed in range(100):
+        a = keep_one_track(u, np.random.default_rng(seed), FUSED.dims)
+        (k,) = np.flatnonzero(a.track_mask.any(0))
+        np.testing.assert_array_equal(a.track_mask[:, k], u.track_mask[:, k])
+        np.testing.assert_array_equal(a.features, u.features * np.repeat(a.track_mask, dims, axis=1))
+        drawn.append(int(k))
+    assert set(drawn) == {0, 1, 3, 4} and min(np.bincount(drawn)[[0, 1, 3, 4]]) > 10
 
 
 def test_augment_noise_only_touches_present_values():

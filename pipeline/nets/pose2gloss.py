@@ -2,6 +2,7 @@
 
     fused features (B, T, 1959), track mask (B, T, 5)
       -> per-track encoders E_i                         f_i    (B, T, 5, d_track)        Eq. 1
+         (a frame that carries one track alone is read by that track's solo encoder, when the model has them)
       -> multi-head attention across the 5 tracks      f      (B, T, d_track)           Eq. 2
       -> PadMatch projection                           z0     (B, T, 2048)              Eq. 3
       -> inverse diffusion: a 1-D UNet over time predicts the noise of z_t (Eq. 4, 8), conditioned on f;
@@ -15,6 +16,7 @@ diffusers and stay outside the networks.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -53,33 +55,50 @@ class Pose2GlossConfig:
     memory_positions: str = "sinusoidal"  # frame positions in the decoder memory: learned | sinusoidal
     diffusion: bool = True  # False: the decoder reads z0 directly (no inverse diffusion)
     fusion: bool = True  # False: masked mean of track features instead of attention
+    # one more encoder per track for the frames where it is the only track present; set by training's solo phase
+    # (`TrainConfig.solo_epochs`), never from params
+    solo_encoders: bool = False
     num_train_timesteps: int = 1000
     inference_steps: int = 10  # DDIM steps at inference
     extra: dict = field(default_factory=dict)
 
 
 class TrackEncoders(nn.Module):
-    """E_i: one MLP per track, from its native dims to d_track."""
+    """E_i: one encoder per track, from its native dims to d_track: two 1-D convolutions over time.
+
+    With `solo` encoders (`add_solo`), a frame where track i is the only track present is read by solo encoder i
+    instead: a track alone has to carry every gloss by itself, while beside the others it need only add what they
+    lack, and one encoder trained for both does neither as well (docs/POSE2GLOSS.md, "Solo encoders")."""
 
     def __init__(self, cfg: Pose2GlossConfig):
         super().__init__()
         self.splits = list(cfg.track_dims)
-        k = cfg.encoder_kernel
-        if k % 2 == 0:
-            raise ValueError(f"encoder_kernel must be odd (same-length convolution), got {k}")
-        # a kernel-1 convolution is exactly a per-frame linear layer
-        self.encoders = nn.ModuleList(
-            nn.Sequential(
-                nn.Conv1d(d, cfg.d_track, k, padding=k // 2),
-                nn.GELU(),
-                nn.Conv1d(cfg.d_track, cfg.d_track, k, padding=k // 2),
-            )
-            for d in cfg.track_dims
+        self.kernel = cfg.encoder_kernel
+        if self.kernel % 2 == 0:
+            raise ValueError(f"encoder_kernel must be odd (same-length convolution), got {self.kernel}")
+        self.encoders = nn.ModuleList(self._encoder(d, cfg.d_track) for d in cfg.track_dims)
+        self.solo = nn.ModuleList(self._encoder(d, cfg.d_track) for d in cfg.track_dims) if cfg.solo_encoders else None
+
+    def _encoder(self, d_in: int, d_out: int) -> nn.Sequential:
+        k = self.kernel  # a kernel-1 convolution is exactly a per-frame linear layer
+        return nn.Sequential(
+            nn.Conv1d(d_in, d_out, k, padding=k // 2), nn.GELU(), nn.Conv1d(d_out, d_out, k, padding=k // 2)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, 1959) -> (B, T, 5, d_track)
+    def add_solo(self) -> None:
+        """Solo encoders starting from the trained shared ones (training's solo phase)."""
+        self.solo = copy.deepcopy(self.encoders)
+
+    def forward(self, x: torch.Tensor, track_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, 1959), (B, T, 5) -> (B, T, 5, d_track)"""
         parts = torch.split(x.transpose(1, 2), self.splits, dim=1)  # each (B, d_i, T)
-        return torch.stack([enc(p).transpose(1, 2) for enc, p in zip(self.encoders, parts)], dim=2)
+        out = [enc(p).transpose(1, 2) for enc, p in zip(self.encoders, parts)]  # each (B, T, d_track)
+        if self.solo is not None:
+            alone = track_mask & (track_mask.sum(-1, keepdim=True) == 1)  # (B, T, 5)
+            for i, (enc, p) in enumerate(zip(self.solo, parts)):
+                if alone[..., i].any():
+                    out[i] = torch.where(alone[..., i, None], enc(p).transpose(1, 2), out[i])
+        return torch.stack(out, dim=2)
 
 
 class TrackFusion(nn.Module):
@@ -280,7 +299,7 @@ class Pose2Gloss(nn.Module):
     def encode(self, x: torch.Tensor, track_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, 1959), (B, T, 5) -> fused features f (B, T, d_track) and z0 = PadMatch(f) (B, T, 2048)."""
         x = x * track_mask.repeat_interleave(torch.tensor(self.cfg.track_dims, device=x.device), dim=-1)
-        f = self.fusion(self.encoders(x), track_mask)
+        f = self.fusion(self.encoders(x, track_mask), track_mask)
         return f, self.padmatch(f)
 
     def pose_embedding(self, f: torch.Tensor, frame_pad: torch.Tensor) -> torch.Tensor:
