@@ -188,7 +188,10 @@ def train(
     summary = run.finish(device)
     if cfg.solo_epochs <= 0 or sum(model.tracks_read()) < 2:
         return summary
-    model.load_state_dict(load_model(Path(work_dir or out_dir) / "best", device)[0])
+    # where the run lives in `out_dir`, a finished solo phase has published its `best` there: its shared weights
+    # are the main phase's, frozen, so they are what is read either way
+    state, _ = load_model(Path(work_dir or out_dir) / "best", device)
+    model.load_state_dict({k: v for k, v in state.items() if not k.startswith("encoders.solo.")})
     solo = train_solo(
         model, cfg, train_data, device, run_fingerprint([model_cfg, cfg], code, features, corpus),
         Path(work_dir or out_dir) / "solo", out_dir, live_dir and Path(live_dir) / "solo",

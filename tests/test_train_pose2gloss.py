@@ -151,6 +151,10 @@ def test_the_solo_phase_trains_only_the_solo_encoders_and_resumes_bitwise(featur
     whole = train(m1, t1, store, corpus, tmp_path / "whole", live_dir=tmp_path / "live")
     assert whole["steps"] == 8 and whole["solo"]["steps"] == 8  # two epochs of four batches each
     json.dumps(whole, allow_nan=False)  # the stage's metrics file is strict JSON (nothing validated: no infinity)
+    first = (tmp_path / "whole/best.safetensors").read_bytes()
+    m0, t0 = configs_from_params(params, seed=3)
+    train(m0, t0, store, corpus, tmp_path / "whole")  # run again where it lives: both phases found finished
+    assert (tmp_path / "whole/best.safetensors").read_bytes() == first
     m2, t2 = configs_from_params(params, seed=3)
     work = tmp_path / "work"
     stopped = train(m2, t2, store, corpus, tmp_path / "resumed", max_steps=11, work_dir=work)  # killed: solo phase
