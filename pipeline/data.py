@@ -141,11 +141,14 @@ def augment(
         keep = rng.choice(present, size=size, replace=False)
         m = m.copy()
         m[:, np.setdiff1d(present, keep)] = False
-    keep = np.repeat(m, track_dims, axis=1)
     if noise > 0:
         x = x + noise * rng.standard_normal(x.shape, dtype=np.float32)
-    x = (x * keep).astype(np.float32)
-    return Utterance(u.utt_id, x, m, u.target, u.glosses)
+    return _masked(u, x, m, track_dims)
+
+
+def _masked(u: Utterance, x: np.ndarray, m: np.ndarray, track_dims: tuple[int, ...]) -> Utterance:
+    """`u` with features `x` and track mask `m`, every absent track's values zeroed."""
+    return Utterance(u.utt_id, (x * np.repeat(m, track_dims, axis=1)).astype(np.float32), m, u.target, u.glosses)
 
 
 def keep_one_track(u: Utterance, rng: np.random.Generator, track_dims: tuple[int, ...]) -> Utterance:
@@ -156,8 +159,7 @@ def keep_one_track(u: Utterance, rng: np.random.Generator, track_dims: tuple[int
     m = np.zeros_like(u.track_mask)
     k = rng.choice(present)
     m[:, k] = u.track_mask[:, k]
-    return Utterance(u.utt_id, (u.features * np.repeat(m, track_dims, axis=1)).astype(np.float32), m, u.target,
-                     u.glosses)  # fmt: skip
+    return _masked(u, u.features, m, track_dims)
 
 
 def length_batches(items: list, batch_size: int) -> list[list]:

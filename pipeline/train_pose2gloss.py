@@ -190,11 +190,12 @@ def train(
         return summary
     # where the run lives in `out_dir`, a finished solo phase has published its `best` there: its shared weights
     # are the main phase's, frozen, so they are what is read either way
-    state, _ = load_model(Path(work_dir or out_dir) / "best", device)
+    work = Path(work_dir or out_dir)
+    state, _ = load_model(work / "best", device)
     model.load_state_dict({k: v for k, v in state.items() if not k.startswith("encoders.solo.")})
     solo = train_solo(
         model, cfg, train_data, device, run_fingerprint([model_cfg, cfg], code, features, corpus),
-        Path(work_dir or out_dir) / "solo", out_dir, live_dir and Path(live_dir) / "solo",
+        work / "solo", out_dir, live_dir and Path(live_dir) / "solo",
         None if max_steps is None else max_steps - run.steps_this_run,
     )  # fmt: skip
     if "stopped_at_step" in solo:
